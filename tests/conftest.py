@@ -1,0 +1,58 @@
+"""Shared fixtures: the demo tokenizers and GSM8K from ../shared (or the fetched cache).
+
+Loading a 200k vocabulary takes a second or two, so vocabularies are loaded once per session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+# Tests read the demo tokenizers from ../shared when it is there, else from the user cache
+# (which `make test` fills with `xtoken-align fetch-demos` before pytest starts).
+if "XTOKEN_ALIGN_TOKENIZERS" not in os.environ and (SHARED / "tokenizers").is_dir():
+    os.environ["XTOKEN_ALIGN_TOKENIZERS"] = str(SHARED / "tokenizers")
+
+# Every family we support, by demo name.
+FAMILIES = ["llama3", "qwen3", "o200k", "llama2", "llama3-tiktoken", "qwen-tiktoken", "mistral-v1"]
+
+
+@cache
+def vocab(name: str):
+    from xtoken_align.vocab import load_vocab
+
+    return load_vocab(f"demo:{name}")
+
+
+@cache
+def gsm8k(split: str = "test") -> list[str]:
+    path = SHARED / "data" / "gsm8k" / f"{split}.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"GSM8K data missing at {path}; the project expects ../shared beside it")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [f"{row['question']}\n{row['answer']}" for row in rows]
+
+
+@pytest.fixture
+def gsm8k_texts() -> list[str]:
+    return gsm8k("test")
+
+
+@pytest.fixture
+def run_cli():
+    """Run the real console script in a subprocess; returns CompletedProcess with text output."""
+    import subprocess
+    import sys
+
+    def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "xtoken_align.cli", *args]
+        return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env}, timeout=600)
+
+    return run

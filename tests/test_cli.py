@@ -1,0 +1,73 @@
+"""The console script end to end: the numbers of the README, JSON shape, and clean failures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def test_overlap_llama3_qwen3_reports_unmatched_numerals(run_cli) -> None:
+    result = run_cli("overlap", "demo:llama3", "demo:qwen3", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["student"]["size"] == 128_256 and report["teacher"]["size"] == 151_669
+    digits = {k: v for k, v in report["categories"].items() if k.startswith("digits:")}
+    assert sum(v["total"] for v in digits.values()) == 1_110
+    assert digits["digits:1"] == {"total": 10, "matched": 10, "unmatched": 0}
+    assert digits["digits:2"] == {"total": 100, "matched": 0, "unmatched": 100}
+    assert digits["digits:3"] == {"total": 1000, "matched": 0, "unmatched": 1000}
+    assert report["raw_overlap"] == 109_566  # the figure measured in ../shared/README.md
+    assert list(report["categories"])[:3] == ["digits:1", "digits:2", "digits:3"]
+
+
+def test_overlap_llama3_o200k_matches_every_numeral(run_cli) -> None:
+    report = json.loads(run_cli("overlap", "demo:llama3", "demo:o200k", "--json").stdout)
+    digits = [v for k, v in report["categories"].items() if k.startswith("digits:")]
+    assert sum(v["total"] for v in digits) == 1_110
+    assert all(v["unmatched"] == 0 for v in digits)
+
+
+def test_overlap_llama2_llama3_canonical_beats_raw(run_cli) -> None:
+    result = run_cli("overlap", "demo:llama2", "demo:llama3")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(run_cli("overlap", "demo:llama2", "demo:llama3", "--json").stdout)
+    gain = report["canonical_overlap"] - report["raw_overlap"]
+    assert gain > 10_000 and report["canonical_gain"] == gain
+    assert f"({gain:+,} vs raw)" in result.stdout
+    assert "digits:2" not in report["categories"]  # Llama-2 splits digits too
+
+
+def test_vocab_text_and_json(run_cli) -> None:
+    text = run_cli("vocab", "demo:llama2")
+    assert text.returncode == 0, text.stderr
+    assert "<s>" in text.stdout and "bos" in text.stdout and "byte" in text.stdout
+    report = json.loads(run_cli("vocab", "demo:llama2", "--json").stdout)
+    assert report["size"] == 32_000 and report["categories"]["byte"] == 256
+    assert {"id": 1, "piece": "<s>", "roles": ["bos"]} in report["special"]
+    sample = {s["raw"]: s for s in report["samples"]}
+    spaced = [s for raw, s in sample.items() if raw.startswith("▁")]
+    assert spaced and all(s["display"].startswith(" ") for s in spaced)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["vocab", "/no/such/tokenizer.json"], "no such file"),
+        (["vocab", "demo:nope"], "unknown demo tokenizer"),
+        (["overlap", "demo:llama3", "tiktoken:gpt9:/no/file"], "no such file"),
+    ],
+)
+def test_bad_input_exits_2_without_traceback(run_cli, args: list[str], message: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_truncated_tokenizer_json_exits_2(run_cli, tmp_path) -> None:
+    from conftest import SHARED
+
+    path = tmp_path / "tokenizer.json"
+    path.write_bytes((SHARED / "tokenizers" / "qwen3" / "tokenizer.json").read_bytes()[:100_000])
+    result = run_cli("vocab", str(path))
+    assert result.returncode == 2 and "not valid JSON" in result.stderr and "Traceback" not in result.stderr

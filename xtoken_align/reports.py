@@ -1,0 +1,99 @@
+"""Reports as data, then as text: JSON documents for scripts, aligned tables for people.
+
+Each `*_report` function returns the JSON-ready dict that `--json` prints; each `*_text` renders
+that same dict, so the text and the JSON can never disagree.
+"""
+
+from __future__ import annotations
+
+from xtoken_align.vocab import Vocab
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    """A plain aligned text table; numbers right-aligned, with thousands separators."""
+    cells = [[f"{v:,}" if isinstance(v, int) else str(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    numeric = [bool(rows) and all(isinstance(r[i], int | float) for r in rows) for i in range(len(headers))]
+
+    def line(values: list[str]) -> str:
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def _sample_ids(vocab: Vocab, count: int) -> list[int]:
+    """A few tokens that show what canonicalisation does: space markers, numerals, bytes, specials."""
+    wanted = ["letters:latin", "digits:3", "digits:1", "whitespace", "indent", "byte", "partial-utf8", "letters:cjk"]
+    picked: list[int] = []
+    for category in wanted:
+        matches = [i for i in range(vocab.size) if vocab.categories[i] == category and vocab.is_regular(i)]
+        if matches:
+            picked.extend(matches[len(matches) // 3 : len(matches) // 3 + 1])  # a typical one, not the first
+            spaced = [i for i in matches if vocab.token_bytes[i].startswith(b" ")]
+            picked.extend(spaced[:1])
+    picked.extend(sorted(vocab.special)[:2])
+    return list(dict.fromkeys(picked))[:count]
+
+
+def vocab_report(vocab: Vocab, samples: int = 12) -> dict:
+    return {
+        "name": vocab.name,
+        "source": vocab.source,
+        "size": vocab.size,
+        "family": vocab.family,
+        "strips_leading_space": vocab.strips_leading_space,
+        "fingerprint": vocab.fingerprint,
+        "special": [{"id": i, "piece": vocab.pieces[i], "roles": vocab.special[i]} for i in sorted(vocab.special)],
+        "categories": vocab.category_counts(),
+        "samples": [
+            {
+                "id": i,
+                "raw": vocab.pieces[i],
+                "canonical_hex": vocab.token_bytes[i].hex(),
+                "display": vocab.display(i),
+                "category": "special" if i in vocab.special else vocab.categories[i],
+            }
+            for i in _sample_ids(vocab, samples)
+        ],
+    }
+
+
+def vocab_text(report: dict) -> str:
+    named = [s for s in report["special"] if s["roles"] != ["reserved"]]
+    reserved = len(report["special"]) - len(named)
+    lines = [
+        f"{report['name']}  ({report['source']})",
+        f"size {report['size']:,}, {report['family']}, fingerprint {report['fingerprint'][:16]}",
+        "",
+        f"special tokens ({len(report['special'])}, {reserved} reserved not shown):",
+        table(["id", "piece", "roles"], [[s["id"], s["piece"], ", ".join(s["roles"])] for s in named]),
+        "",
+        table(["category", "tokens"], [[k, v] for k, v in report["categories"].items()]),
+        "",
+        "raw vs canonical:",
+        table(
+            ["id", "raw", "canonical", "bytes", "category"],
+            [
+                [s["id"], repr(s["raw"]), repr(s["display"]), s["canonical_hex"], s["category"]]
+                for s in report["samples"]
+            ],
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def overlap_text(report: dict) -> str:
+    student, teacher = report["student"], report["teacher"]
+    gain = report["canonical_gain"]
+    rows = [[name, c["total"], c["matched"], c["unmatched"]] for name, c in report["categories"].items()]
+    lines = [
+        f"student {student['name']} ({student['size']:,} tokens) vs teacher {teacher['name']} "
+        f"({teacher['size']:,} tokens)",
+        f"raw string overlap:      {report['raw_overlap']:,}",
+        f"canonical bytes overlap: {report['canonical_overlap']:,}  ({gain:+,} vs raw)",
+        "",
+        "student tokens with an exact canonical match in the teacher, per category:",
+        table(["category", "total", "matched", "unmatched"], rows),
+    ]
+    return "\n".join(lines)
