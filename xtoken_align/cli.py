@@ -38,6 +38,92 @@ def cmd_overlap(args: argparse.Namespace) -> None:
     _emit(report, args.json, overlap_text)
 
 
+def cmd_build(args: argparse.Namespace) -> None:
+    import time
+
+    from xtoken_align.config import BuildConfig
+    from xtoken_align.io import save_projection
+    from xtoken_align.projection import build_projection
+    from xtoken_align.reports import build_text
+    from xtoken_align.vocab import load_vocab
+
+    config = BuildConfig.from_file(args.config) if args.config else BuildConfig()
+    if args.top_k:
+        config = BuildConfig.from_dict({**config.model_dump(), "top_k": args.top_k})
+    _check_output(args.output, ".safetensors")
+    started = time.perf_counter()
+    student, teacher = load_vocab(args.student), load_vocab(args.teacher)
+    projection = build_projection(student, teacher, config)
+    path = save_projection(projection, args.output)
+    print(build_text(projection, student, path, time.perf_counter() - started))
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from xtoken_align.reports import score_text
+    from xtoken_align.score import default_corpus, read_corpus, score_projection
+
+    projection, student, teacher = _open_projection(args)
+    corpus = args.corpus or default_corpus()
+    texts = None if args.no_corpus else read_corpus(corpus, limit=args.limit)
+    report = score_projection(projection, student, teacher, texts, corpus_name=str(corpus))
+    _emit(report, args.json, score_text)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    if args.format == "nemo":
+        import torch
+
+        from xtoken_align.distill.reference_format import export_reference
+        from xtoken_align.io import load_projection
+
+        _check_output(args.output, ".pt")
+        projection = load_projection(args.projection)
+        dtype = torch.bfloat16 if args.bf16 else torch.float32
+        path = export_reference(projection, args.output, student_rows=args.student_rows, dtype=dtype)
+    else:
+        from xtoken_align.io import export_table
+
+        projection, student, teacher = _open_projection(args)
+        path = export_table(projection, student, teacher, args.output, args.format)
+    print(f"wrote {path} ({args.format})")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from xtoken_align.distill.reference_format import import_reference
+    from xtoken_align.io import save_projection
+    from xtoken_align.vocab import load_vocab
+
+    _check_output(args.output, ".safetensors")
+    student, teacher = load_vocab(args.student), load_vocab(args.teacher)
+    projection, summary = import_reference(args.file, student, teacher)
+    path = save_projection(projection, args.output)
+    print(f"wrote {path}: {projection.matrix.nnz:,} entries")
+    for key, value in summary.items():
+        print(f"  {key}: {value}")
+    print(f"next: xtoken-align score {path}")
+
+
+def _open_projection(args: argparse.Namespace):
+    """A W file and its two tokenizers, reopened from the sidecar unless given on the command line."""
+    from xtoken_align.io import check_tokenizers, load_projection
+    from xtoken_align.vocab import load_vocab
+
+    projection = load_projection(args.projection)
+    student = load_vocab(getattr(args, "student", None) or projection.student.source)
+    teacher = load_vocab(getattr(args, "teacher", None) or projection.teacher.source)
+    check_tokenizers(projection, student, teacher)
+    return projection, student, teacher
+
+
+def _check_output(path: str, suffix: str) -> None:
+    from pathlib import Path
+
+    if Path(path).suffix != suffix:
+        raise XTokenError(f"output {path} should end in {suffix}")
+    if not Path(path).resolve().parent.is_dir():
+        raise XTokenError(f"output folder {Path(path).parent} does not exist")
+
+
 def cmd_fetch_demos(args: argparse.Namespace) -> None:
     from xtoken_align.demo import fetch_demos
 
@@ -69,10 +155,48 @@ def build_parser() -> argparse.ArgumentParser:
     overlap.add_argument("--json", action="store_true", help="print JSON")
     overlap.set_defaults(run=cmd_overlap)
 
+    build = commands.add_parser("build", help="build W from tokenizer string rules")
+    build.add_argument("--student", required=True, help=SOURCE_HELP)
+    build.add_argument("--teacher", required=True, help="teacher tokenizer source, same forms")
+    build.add_argument("-o", "--output", required=True, help="W file to write (.safetensors; sidecar .json beside)")
+    build.add_argument("--config", help="rules config, YAML or JSON (default: the paper's rules, K = 4)")
+    build.add_argument("--top-k", type=int, help="entries kept per row (overrides the config)")
+    build.set_defaults(run=cmd_build)
+
+    score = commands.add_parser("score", help="coverage, off-piece mass and corpus agreement of a W")
+    score.add_argument("projection", metavar="W", help="W file (.safetensors)")
+    score.add_argument("--corpus", help="JSONL (text, or question+answer) or text file (default: GSM8K test)")
+    score.add_argument("--limit", type=int, help="use only the first N texts of the corpus")
+    score.add_argument("--no-corpus", action="store_true", help="skip the corpus measurement")
+    _tokenizer_overrides(score)
+    score.add_argument("--json", action="store_true", help="print JSON")
+    score.set_defaults(run=cmd_score)
+
+    export = commands.add_parser("export", help="write W for NeMo-RL/TRL (.pt) or as a CSV/Parquet table")
+    export.add_argument("projection", metavar="W", help="W file (.safetensors)")
+    export.add_argument("--format", required=True, choices=["nemo", "csv", "parquet"])
+    export.add_argument("-o", "--output", required=True, help="file to write")
+    export.add_argument("--student-rows", type=int, help="nemo: pad rows to the model's vocabulary size")
+    export.add_argument("--bf16", action="store_true", help="nemo: bfloat16 likelihoods, as the reference tools")
+    _tokenizer_overrides(export)
+    export.set_defaults(run=cmd_export)
+
+    imp = commands.add_parser("import", help="read a NeMo-RL/TRL X-Token .pt W file")
+    imp.add_argument("file", metavar="FILE", help="reference-format .pt file (indices, likelihoods)")
+    imp.add_argument("--student", required=True, help=SOURCE_HELP)
+    imp.add_argument("--teacher", required=True, help="teacher tokenizer source, same forms")
+    imp.add_argument("-o", "--output", required=True, help="W file to write (.safetensors)")
+    imp.set_defaults(run=cmd_import)
+
     fetch = commands.add_parser("fetch-demos", help="fetch the demo tokenizers into the user cache")
     fetch.add_argument("names", nargs="*", metavar="NAME", help="demo names (default: all)")
     fetch.set_defaults(run=cmd_fetch_demos)
     return parser
+
+
+def _tokenizer_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--student", help="student tokenizer source (default: the one in W's sidecar)")
+    parser.add_argument("--teacher", help="teacher tokenizer source (default: the one in W's sidecar)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

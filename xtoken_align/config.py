@@ -1,0 +1,136 @@
+"""`BuildConfig`: which rules build W, in which order, with which parameters. Consumed by
+`build_projection`, loadable from YAML or JSON, and written into every W file's sidecar.
+
+Example `rules.yaml`:
+
+    top_k: 4
+    rules:
+      - {name: special}
+      - {name: exact}
+      - {name: digits, beta: 0.9, gamma: 0.1}
+      - {name: bytes}
+      - {name: multitoken}
+      - {name: fuzzy, weight: 0.3}     # off unless listed
+
+Claiming rules (special, exact, digits, bytes, multitoken) fill a row only if no earlier claiming
+rule did; adding rules (fuzzy, reverse) add lower-weight entries to rows that are not exact or
+special matches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from xtoken_align.errors import XTokenError
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _LeadingPieces(_Rule):
+    """Weights β·γ^i for the i-th teacher piece of a re-tokenised student token (method.md §2)."""
+
+    beta: Annotated[float, Field(gt=0, le=1)] = 0.9
+    gamma: Annotated[float, Field(gt=0, le=1)] = 0.1
+
+
+class ExactRule(_Rule):
+    """Canonical bytes equal: a one-hot row."""
+
+    name: Literal["exact"] = "exact"
+
+
+class SpecialRule(_Rule):
+    """Special tokens map by role (bos, eos, turn_end, ...), never by string."""
+
+    name: Literal["special"] = "special"
+
+
+class DigitsRule(_LeadingPieces):
+    """Numeral tokens, re-tokenised by a teacher that groups digits differently (`201` → 2,0,1)."""
+
+    name: Literal["digits"] = "digits"
+
+
+class BytesRule(_LeadingPieces):
+    """Byte pieces and partial UTF-8: segmented over the teacher's canonical bytes, longest first."""
+
+    name: Literal["bytes"] = "bytes"
+
+
+class MultitokenRule(_LeadingPieces):
+    """Any other token, re-tokenised by the teacher."""
+
+    name: Literal["multitoken"] = "multitoken"
+
+
+class FuzzyRule(_Rule):
+    """Near-equivalent surface forms (case, NFKC, prefix), scored by rapidfuzz, at a lower weight."""
+
+    name: Literal["fuzzy"] = "fuzzy"
+    weight: Annotated[float, Field(gt=0, le=1)] = 0.3
+    min_score: Annotated[float, Field(ge=0, le=100)] = 60.0
+    min_prefix: Annotated[int, Field(ge=1)] = 3
+
+
+class ReverseRule(_LeadingPieces):
+    """The reference builder's reverse pass: teacher tokens re-tokenised by the student."""
+
+    name: Literal["reverse"] = "reverse"
+    weight: Annotated[float, Field(gt=0, le=1)] = 0.5
+
+
+RuleConfig = Annotated[
+    ExactRule | SpecialRule | DigitsRule | BytesRule | MultitokenRule | FuzzyRule | ReverseRule,
+    Field(discriminator="name"),
+]
+CLAIMING = ("special", "exact", "digits", "bytes", "multitoken")
+ADDING = ("fuzzy", "reverse")
+
+
+def default_rules() -> list[RuleConfig]:
+    return [SpecialRule(), ExactRule(), DigitsRule(), BytesRule(), MultitokenRule()]
+
+
+class BuildConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    top_k: Annotated[int, Field(ge=1, le=64)] = 4
+    rules: list[RuleConfig] = Field(default_factory=default_rules)
+
+    @model_validator(mode="after")
+    def _rules_once_each(self) -> BuildConfig:
+        names = [rule.name for rule in self.rules]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"rules listed more than once: {', '.join(repeated)}")
+        if not any(name in CLAIMING for name in names):
+            raise ValueError(f"at least one of {', '.join(CLAIMING)} is needed to fill rows")
+        return self
+
+    def rule(self, name: str) -> RuleConfig | None:
+        return next((rule for rule in self.rules if rule.name == name), None)
+
+    @classmethod
+    def from_dict(cls, data: object, origin: str = "config") -> BuildConfig:
+        try:
+            return cls.model_validate(data if data is not None else {})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+            raise XTokenError(f"{origin}: invalid build config: {problems}") from None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> BuildConfig:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML too
+        except FileNotFoundError:
+            raise XTokenError(f"no such config file: {path}") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise XTokenError(f"{path}: not valid YAML/JSON ({exc})") from None
+        return cls.from_dict(data, origin=str(path))

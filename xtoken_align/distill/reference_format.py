@@ -1,0 +1,130 @@
+"""The NeMo-RL / TRL X-Token W file: a `torch.save`d dict of `indices` and `likelihoods`.
+
+What the reference tools write (NVIDIA-NeMo/RL `tools/x_token/`): `indices` int64 [V_S, K]
+(teacher ids, -1 for an empty slot), `likelihoods` bfloat16 [V_S, K], plus `student_model_id`,
+`teacher_model_id` and `enable_scale_trick`; no vocabulary sizes. V_S there is the model config's
+vocabulary size, which can exceed the tokenizer's (padding rows); their loader sums duplicate
+(student, teacher) entries. We write the same layout (float32 likelihoods unless asked for
+bfloat16) and read it back into a checked `Projection`, tolerating bfloat16 rounding but nothing
+else: NaN, negative weights, ids out of range and rows far from 1 are refused with a message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xtoken_align.atomic import atomic_path
+from xtoken_align.errors import XTokenError
+from xtoken_align.projection import Projection, TokenizerInfo, assemble_entries
+from xtoken_align.rules import RULE_CODES
+from xtoken_align.vocab import Vocab
+
+# bfloat16 keeps 8 bits of mantissa: a row of K such weights can miss 1 by about K·2^-9.
+IMPORT_ROW_TOLERANCE = 2e-2
+
+
+def export_reference(
+    projection: Projection,
+    path: str | Path,
+    *,
+    top_k: int | None = None,
+    student_rows: int | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """Write W as [V_S, K] `indices`/`likelihoods`; `student_rows` pads to a model's vocabulary size."""
+    m = projection.matrix
+    per_row = np.diff(m.indptr)
+    k = top_k or max(int(per_row.max(initial=1)), 1)
+    if per_row.max(initial=0) > k:
+        raise XTokenError(f"W has rows with {int(per_row.max())} entries; export with top_k >= that")
+    rows = student_rows or m.shape[0]
+    if rows < m.shape[0]:
+        raise XTokenError(f"student_rows {rows} is smaller than the student vocabulary ({m.shape[0]})")
+    indices = torch.full((rows, k), -1, dtype=torch.int64)
+    likelihoods = torch.zeros((rows, k), dtype=torch.float32)
+    for row in np.flatnonzero(per_row):
+        entries = projection.row(int(row))
+        indices[row, : len(entries)] = torch.tensor([e[0] for e in entries])
+        likelihoods[row, : len(entries)] = torch.tensor([e[1] for e in entries])
+    payload = {
+        "indices": indices,
+        "likelihoods": likelihoods.to(dtype),
+        "student_model_id": projection.student.source,
+        "teacher_model_id": projection.teacher.source,
+        "enable_scale_trick": False,
+    }
+    path = Path(path)
+    with atomic_path(path) as temp:
+        torch.save(payload, temp)
+    return path
+
+
+def import_reference(path: str | Path, student: Vocab, teacher: Vocab) -> tuple[Projection, dict]:
+    """Read a reference-format file for these tokenizers. Returns W and a summary of what was
+    adjusted (padding rows dropped, duplicate entries summed, rows renormalised)."""
+    path = Path(path)
+    if not path.is_file():
+        raise XTokenError(f"no such file: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated zips and foreign pickles
+        raise XTokenError(f"{path}: not a readable torch file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or not {"indices", "likelihoods"} <= payload.keys():
+        raise XTokenError(f"{path}: expected a dict with 'indices' and 'likelihoods' (NeMo-RL X-Token format)")
+    indices, likelihoods = payload["indices"], payload["likelihoods"]
+    if not (isinstance(indices, torch.Tensor) and isinstance(likelihoods, torch.Tensor)):
+        raise XTokenError(f"{path}: 'indices' and 'likelihoods' must be tensors")
+    if indices.dim() != 2 or indices.shape != likelihoods.shape:
+        raise XTokenError(
+            f"{path}: 'indices' {tuple(indices.shape)} and 'likelihoods' {tuple(likelihoods.shape)} "
+            "must both be [V_S, K]"
+        )
+    idx = indices.long().numpy()
+    weights = likelihoods.float().numpy().astype(np.float64)
+    if not np.all(np.isfinite(weights)):
+        raise XTokenError(f"{path}: {int(np.sum(~np.isfinite(weights)))} likelihoods are NaN or infinite")
+    if np.any(weights < 0):
+        raise XTokenError(f"{path}: {int(np.sum(weights < 0))} likelihoods are negative")
+    if idx.shape[0] < student.size:
+        raise XTokenError(f"{path}: {idx.shape[0]:,} rows, fewer than the student's {student.size:,} tokens")
+    padding = idx[student.size :]
+    padding_mass = float(weights[student.size :][padding >= 0].sum())
+    idx, weights = idx[: student.size], weights[: student.size]
+    live = (idx >= 0) & (weights > 0)
+    if np.any((idx < -1) | (idx >= teacher.size) & live):
+        raise XTokenError(f"{path}: teacher ids outside 0..{teacher.size - 1} carry weight")
+    if np.any((idx == -1) & (weights > 0)):
+        raise XTokenError(f"{path}: empty slots (-1) carry weight")
+    rows = np.repeat(np.arange(student.size), idx.shape[1]).reshape(idx.shape)[live]
+    cols, values = idx[live], weights[live]
+    sums = np.bincount(rows, weights=values, minlength=student.size)
+    filled = np.bincount(rows, minlength=student.size) > 0
+    off = np.flatnonzero(filled & (np.abs(sums - 1) > IMPORT_ROW_TOLERANCE))
+    if len(off):
+        raise XTokenError(f"{path}: {len(off)} rows do not sum to 1 (first: row {off[0]} sums to {sums[off[0]]:.4f})")
+    duplicates = len(rows) - len(np.unique(rows * teacher.size + cols))
+    codes = np.full(len(rows), RULE_CODES.index("imported"), dtype=np.uint8)
+    matrix, rule_codes, scores = assemble_entries(
+        rows, cols, values, codes, (student.size, teacher.size), top_k=idx.shape[1]
+    )
+    summary = {
+        "file": str(path),
+        "shape": list(indices.shape),
+        "dtype": str(likelihoods.dtype).removeprefix("torch."),
+        "student_model_id": payload.get("student_model_id", payload.get("model_A_id")),
+        "teacher_model_id": payload.get("teacher_model_id", payload.get("model_B_id")),
+        "enable_scale_trick": payload.get("enable_scale_trick"),
+        "padding_rows_dropped": int(len(padding)),
+        "padding_mass_dropped": round(padding_mass, 4),
+        "duplicate_entries_summed": int(duplicates),
+        "rows_renormalised": int(np.sum(filled & (np.abs(sums - 1) > 1e-6))),
+    }
+    projection = Projection(
+        matrix, rule_codes, scores, TokenizerInfo.of(student), TokenizerInfo.of(teacher), config=None,
+        history=[{"action": "import", **summary}],
+    )  # fmt: skip
+    projection.check()
+    return projection, summary

@@ -1,0 +1,162 @@
+"""W files: our own format (safetensors + JSON sidecar) and table exports (CSV, Parquet).
+
+Format, version 1. `W.safetensors` holds the CSR arrays and per-entry provenance:
+
+    indptr  int64 (V_S+1,)   indices int32 (nnz,)   data float32 (nnz,)
+    rules   uint8 (nnz,)  index into the sidecar's `rule_codes`
+    scores  float32 (nnz,)  raw score before top-K and normalisation
+
+`W.json` beside it records the format version, both tokenizers (name, source to reopen them,
+size, sha256 fingerprint of the canonical vocabulary), the rule config, build time, tool
+version, the edit history and the sha256 of the tensor file, so a mismatched or truncated pair is
+refused. Files are written to a temporary name and renamed: a crash never leaves half a file.
+The NeMo-RL/TRL `.pt` format needs torch and lives in `xtoken_align.distill.reference_format`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from safetensors.numpy import load, save
+
+from xtoken_align.atomic import atomic_path, write_atomic
+from xtoken_align.config import BuildConfig
+from xtoken_align.errors import XTokenError
+from xtoken_align.projection import Projection, TokenizerInfo
+from xtoken_align.rules import RULE_CODES
+from xtoken_align.vocab import Vocab, display_bytes
+
+FORMAT = "xtoken-align-projection"
+FORMAT_VERSION = 1
+
+
+def sidecar_path(path: str | Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def save_projection(projection: Projection, path: str | Path) -> Path:
+    """Write `path` (.safetensors) and its `.json` sidecar; returns the tensor file's path."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise XTokenError(f"{path}: W files end in .safetensors (the sidecar goes beside it as .json)")
+    m = projection.matrix
+    tensors = {
+        "indptr": np.ascontiguousarray(m.indptr, dtype=np.int64),
+        "indices": np.ascontiguousarray(m.indices, dtype=np.int32),
+        "data": np.ascontiguousarray(m.data, dtype=np.float32),
+        "rules": np.ascontiguousarray(projection.rules, dtype=np.uint8),
+        "scores": np.ascontiguousarray(projection.scores, dtype=np.float32),
+    }
+    blob = save(tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+    sidecar = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "shape": list(projection.shape),
+        "nnz": int(m.nnz),
+        "student": vars(projection.student),
+        "teacher": vars(projection.teacher),
+        "config": projection.config.model_dump() if projection.config else None,
+        "rule_codes": list(RULE_CODES),
+        "created": projection.created,
+        "tool_version": projection.tool_version,
+        "history": projection.history,
+        "tensors_sha256": hashlib.sha256(blob).hexdigest(),
+    }
+    write_atomic(path, blob)
+    write_atomic(sidecar_path(path), (json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    return path
+
+
+def load_projection(path: str | Path, student: Vocab | None = None, teacher: Vocab | None = None) -> Projection:
+    """Read a W file and check it; given tokenizers, refuse it unless it was built for them."""
+    path = Path(path)
+    meta_path = sidecar_path(path)
+    if not path.is_file():
+        raise XTokenError(f"no such W file: {path}")
+    if not meta_path.is_file():
+        raise XTokenError(f"{path}: its sidecar {meta_path.name} is missing")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise XTokenError(f"{meta_path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise XTokenError(f"{meta_path}: not an xtoken-align W sidecar")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise XTokenError(f"{meta_path}: format version {meta.get('format_version')} is not {FORMAT_VERSION}")
+    blob = path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != meta.get("tensors_sha256"):
+        raise XTokenError(f"{path}: contents do not match its sidecar (truncated, corrupted or from another build)")
+    try:
+        tensors = load(blob)
+        v_s, v_t = (int(x) for x in meta["shape"])
+        matrix = sp.csr_array((tensors["data"], tensors["indices"], tensors["indptr"]), shape=(v_s, v_t))
+        rules, scores = tensors["rules"], tensors["scores"]
+        student_info, teacher_info = TokenizerInfo(**meta["student"]), TokenizerInfo(**meta["teacher"])
+        config = BuildConfig.from_dict(meta["config"], origin=str(meta_path)) if meta["config"] is not None else None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise XTokenError(f"{path}: malformed W file ({type(exc).__name__}: {exc})") from None
+    projection = Projection(
+        matrix, rules, scores, student_info, teacher_info, config, meta["created"], meta["tool_version"],
+        list(meta.get("history", [])),
+    )  # fmt: skip
+    check_tokenizers(projection, student, teacher)
+    projection.check()
+    return projection
+
+
+def check_tokenizers(projection: Projection, student: Vocab | None, teacher: Vocab | None) -> None:
+    """Refuse a W built for other tokenizers, naming the side that differs."""
+    for side, expected, vocab in (("student", projection.student, student), ("teacher", projection.teacher, teacher)):
+        if vocab is None:
+            continue
+        if vocab.size != expected.size:
+            raise XTokenError(
+                f"{side} tokenizer {vocab.name} has {vocab.size:,} tokens but W was built for "
+                f"{expected.name} with {expected.size:,}"
+            )
+        if vocab.fingerprint != expected.fingerprint:
+            raise XTokenError(
+                f"{side} tokenizer {vocab.name} is not the one W was built for ({expected.name}): "
+                "canonical vocabulary fingerprints differ"
+            )
+
+
+def mapping_table(projection: Projection, student: Vocab, teacher: Vocab):
+    """W as a polars DataFrame, one row per entry, heaviest first within each student token."""
+    import polars as pl
+
+    m = projection.matrix
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    order = np.lexsort((m.indices, -m.data, rows))
+    rows, cols = rows[order], m.indices[order]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")
+    return pl.DataFrame(
+        {
+            "student_id": rows.astype(np.int64),
+            "student_piece": [student.pieces[r] for r in rows],
+            "student_text": [display_bytes(student.token_bytes[r]) for r in rows],
+            "student_category": ["special" if r in student.special else student.categories[r] for r in rows],
+            "rank": rank.astype(np.int64),
+            "teacher_id": cols.astype(np.int64),
+            "teacher_piece": [teacher.pieces[c] for c in cols],
+            "teacher_text": [display_bytes(teacher.token_bytes[c]) for c in cols],
+            "weight": m.data[order].astype(np.float64),
+            "rule": [RULE_CODES[c] for c in projection.rules[order]],
+            "score": projection.scores[order].astype(np.float64),
+        }
+    )
+
+
+def export_table(projection: Projection, student: Vocab, teacher: Vocab, path: str | Path, fmt: str) -> Path:
+    """Write the mapping as CSV or Parquet, atomically."""
+    path = Path(path)
+    table = mapping_table(projection, student, teacher)
+    if fmt not in ("csv", "parquet"):
+        raise XTokenError(f"unknown table format '{fmt}' (csv or parquet)")
+    with atomic_path(path) as temp:
+        table.write_csv(temp) if fmt == "csv" else table.write_parquet(temp)
+    return path

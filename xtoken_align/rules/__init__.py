@@ -1,0 +1,34 @@
+"""The rules that fill W, one module each, and what they share.
+
+A rule is a function `rule(ctx, rows, config) -> Entries`: given the student rows it may fill, it
+proposes (row, teacher id, score) entries. `build_projection` runs the rules in the configured
+order; see `xtoken_align.config` for which rules claim rows and which only add to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from xtoken_align.rules.context import Entries, RuleContext
+from xtoken_align.rules.pieces import bytes_rule, digits_rule, multitoken_rule
+from xtoken_align.rules.reverse import reverse_rule
+from xtoken_align.rules.similar import fuzzy_rule
+from xtoken_align.rules.strings import exact_rule, special_rule
+
+Rule = Callable[..., Entries]
+
+RULES: dict[str, Rule] = {
+    "special": special_rule,
+    "exact": exact_rule,
+    "digits": digits_rule,
+    "bytes": bytes_rule,
+    "multitoken": multitoken_rule,
+    "fuzzy": fuzzy_rule,
+    "reverse": reverse_rule,
+}
+# Provenance codes stored per entry in W files; append only, never reorder.
+RULE_CODES: tuple[str, ...] = (
+    "exact", "special", "digits", "bytes", "multitoken", "fuzzy", "reverse", "edit", "imported",
+)  # fmt: skip
+
+__all__ = ["RULES", "RULE_CODES", "Entries", "RuleContext"]
