@@ -71,3 +71,54 @@ def test_truncated_tokenizer_json_exits_2(run_cli, tmp_path) -> None:
     path.write_bytes((SHARED / "tokenizers" / "qwen3" / "tokenizer.json").read_bytes()[:100_000])
     result = run_cli("vocab", str(path))
     assert result.returncode == 2 and "not valid JSON" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_build_score_export_import_round_trip(run_cli, tmp_path) -> None:
+    w = tmp_path / "W.safetensors"
+    built = run_cli("build", "--student", "demo:llama3", "--teacher", "demo:qwen3", "-o", str(w))
+    assert built.returncode == 0, built.stderr
+    assert w.is_file() and w.with_suffix(".json").is_file()
+    assert "digits" in built.stdout and "<|begin_of_text|>" in built.stdout  # unmatched specials are listed
+
+    scored = run_cli("score", str(w), "--limit", "100", "--json")
+    assert scored.returncode == 0, scored.stderr
+    report = json.loads(scored.stdout)
+    assert report["coverage"]["digits:3"]["covered"] == 1000
+    assert report["corpus"]["texts"] == 100 and report["corpus"]["agreement@1"] > 0.99
+
+    pt = tmp_path / "W.pt"
+    assert run_cli("export", str(w), "--format", "nemo", "-o", str(pt)).returncode == 0
+    back = tmp_path / "back.safetensors"
+    imported = run_cli("import", str(pt), "--student", "demo:llama3", "--teacher", "demo:qwen3", "-o", str(back))
+    assert imported.returncode == 0, imported.stderr
+    from xtoken_align.io import load_projection
+
+    original, reloaded = load_projection(w), load_projection(back)
+    assert (original.matrix != reloaded.matrix).nnz == 0
+
+    csv = tmp_path / "W.csv"
+    assert run_cli("export", str(w), "--format", "csv", "-o", str(csv)).returncode == 0
+    assert csv.read_text().splitlines()[0].startswith("student_id,student_piece")
+
+    wrong = run_cli("score", str(w), "--student", "demo:llama2", "--no-corpus")
+    assert wrong.returncode == 2 and "student tokenizer" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_build_refuses_bad_config_and_output(run_cli, tmp_path) -> None:
+    config = tmp_path / "rules.yaml"
+    config.write_text("rules:\n  - {name: telepathy}\n")
+    out = str(tmp_path / "W.safetensors")
+    pair = ("--student", "demo:llama2", "--teacher", "demo:llama3")
+    result = run_cli("build", *pair, "-o", out, "--config", str(config))
+    assert result.returncode == 2 and "invalid build config" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("build", *pair, "-o", str(tmp_path / "W.bin"))
+    assert result.returncode == 2 and "should end in .safetensors" in result.stderr
+    assert not list(tmp_path.glob("W*"))  # nothing half-written
+
+
+def test_score_refuses_truncated_w(run_cli, tmp_path) -> None:
+    w = tmp_path / "W.safetensors"
+    assert run_cli("build", "--student", "demo:llama2", "--teacher", "demo:mistral-v1", "-o", str(w)).returncode == 0
+    w.write_bytes(w.read_bytes()[:1000])
+    result = run_cli("score", str(w))
+    assert result.returncode == 2 and "do not match its sidecar" in result.stderr and "Traceback" not in result.stderr

@@ -93,15 +93,15 @@ CLAIMING = ("special", "exact", "digits", "bytes", "multitoken")
 ADDING = ("fuzzy", "reverse")
 
 
-def default_rules() -> list[RuleConfig]:
-    return [SpecialRule(), ExactRule(), DigitsRule(), BytesRule(), MultitokenRule()]
+def default_rules() -> tuple[RuleConfig, ...]:
+    return (SpecialRule(), ExactRule(), DigitsRule(), BytesRule(), MultitokenRule())
 
 
 class BuildConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     top_k: Annotated[int, Field(ge=1, le=64)] = 4
-    rules: list[RuleConfig] = Field(default_factory=default_rules)
+    rules: tuple[RuleConfig, ...] = Field(default_factory=default_rules)
 
     @model_validator(mode="after")
     def _rules_once_each(self) -> BuildConfig:

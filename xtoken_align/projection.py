@@ -66,7 +66,9 @@ class Projection:
         return sorted(entries, key=lambda e: (-e[1], e[0]))
 
     def row_sums(self) -> np.ndarray:
-        return np.asarray(self.matrix.sum(axis=1)).ravel()
+        """Row sums accumulated in float64 (float32 accumulation alone drifts past 1e-6)."""
+        rows = np.repeat(np.arange(self.shape[0]), np.diff(self.matrix.indptr))
+        return np.bincount(rows, weights=self.matrix.data.astype(np.float64), minlength=self.shape[0])
 
     def empty_rows(self) -> np.ndarray:
         return np.flatnonzero(np.diff(self.matrix.indptr) == 0)
@@ -141,9 +143,10 @@ def _assemble(parts: list[tuple[int, Entries]], shape: tuple[int, int], top_k: i
     return assemble_entries(rows, cols, scores, codes, shape, top_k)
 
 
-def assemble_entries(rows, cols, scores, codes, shape: tuple[int, int], top_k: int):
+def assemble_entries(rows, cols, scores, codes, shape: tuple[int, int], top_k: int, keep_within: float = 0.0):
     """(CSR W, rule codes, raw scores) from raw entries. A duplicate (row, col) sums its scores and
-    keeps the rule of its largest contribution; ties in the top K go to the lower teacher id."""
+    keeps the rule of its largest contribution; ties in the top K go to the lower teacher id. Rows
+    already summing to 1 within `keep_within` keep their values exactly (lossless re-import)."""
     keys = rows * shape[1] + cols
     order = np.lexsort((-scores, keys))  # by key, largest contribution first
     keys, scores, codes = keys[order], scores[order], codes[order]
@@ -161,8 +164,7 @@ def assemble_entries(rows, cols, scores, codes, shape: tuple[int, int], top_k: i
     rows, cols, summed, codes = rows[keep], cols[keep], summed[keep], codes[keep]
 
     totals = np.bincount(rows, weights=summed, minlength=shape[0])[rows]
-    # Rows that already sum to 1 keep their exact values, so export -> import is lossless.
-    weights = np.where(np.abs(totals - 1) <= ROW_SUM_TOLERANCE / 10, summed, summed / totals)
+    weights = np.where(np.abs(totals - 1) <= keep_within, summed, summed / totals)
     order = np.lexsort((cols, rows))  # CSR order: by row, then column
     rows, cols, weights, summed, codes = rows[order], cols[order], weights[order], summed[order], codes[order]
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=shape[0]))]).astype(np.int64)

@@ -18,7 +18,7 @@ import torch
 
 from xtoken_align.atomic import atomic_path
 from xtoken_align.errors import XTokenError
-from xtoken_align.projection import Projection, TokenizerInfo, assemble_entries
+from xtoken_align.projection import ROW_SUM_TOLERANCE, Projection, TokenizerInfo, assemble_entries
 from xtoken_align.rules import RULE_CODES
 from xtoken_align.vocab import Vocab
 
@@ -108,7 +108,7 @@ def import_reference(path: str | Path, student: Vocab, teacher: Vocab) -> tuple[
     duplicates = len(rows) - len(np.unique(rows * teacher.size + cols))
     codes = np.full(len(rows), RULE_CODES.index("imported"), dtype=np.uint8)
     matrix, rule_codes, scores = assemble_entries(
-        rows, cols, values, codes, (student.size, teacher.size), top_k=idx.shape[1]
+        rows, cols, values, codes, (student.size, teacher.size), top_k=idx.shape[1], keep_within=ROW_SUM_TOLERANCE / 2
     )
     summary = {
         "file": str(path),

@@ -1,0 +1,153 @@
+"""W built from the default rules on real tokenizers: the paper's rows, and invariants on every row."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pytest
+from conftest import vocab
+
+from xtoken_align.config import BuildConfig, DigitsRule, ExactRule, FuzzyRule, MultitokenRule, ReverseRule
+from xtoken_align.errors import XTokenError
+from xtoken_align.projection import build_projection
+from xtoken_align.rules import RULE_CODES
+
+
+@cache
+def built(student: str, teacher: str, config: BuildConfig | None = None):
+    return build_projection(vocab(student), vocab(teacher), config, progress=False)
+
+
+def row_of(student: str, teacher: str, piece: str, config: BuildConfig | None = None):
+    s, t = vocab(student), vocab(teacher)
+    return [
+        (t.pieces[col], weight, rule)
+        for col, weight, rule, _ in built(student, teacher, config).row(s.pieces.index(piece))
+    ]
+
+
+def test_numeral_row_has_the_papers_weights() -> None:
+    row = row_of("llama3", "qwen3", "201")
+    assert [piece for piece, _, _ in row] == ["2", "0", "1"]
+    assert [round(w, 4) for _, w, _ in row] == [0.9009, 0.0901, 0.0090]  # β·γ^i with (0.9, 0.1), normalised
+    assert {rule for _, _, rule in row} == {"digits"}
+
+
+def test_exact_and_special_rows_are_one_hot() -> None:
+    assert row_of("llama3", "qwen3", "Ġthe") == [("Ġthe", 1.0, "exact")]
+    assert row_of("llama3", "qwen3", "<|eot_id|>") == [("<|im_end|>", 1.0, "special")]
+    assert row_of("llama3", "qwen3", "<|end_of_text|>") == [("<|endoftext|>", 1.0, "special")]
+    assert row_of("llama3", "qwen3", "<|begin_of_text|>") == []  # Qwen has no BOS: listed, not invented
+
+
+def test_every_multi_digit_numeral_has_a_digit_row() -> None:
+    s = vocab("llama3")
+    w = built("llama3", "qwen3")
+    numerals = [i for i in range(s.size) if s.categories[i] in ("digits:2", "digits:3")]
+    assert len(numerals) == 1_100
+    for index in numerals:
+        entries = w.row(index)
+        assert entries and {e[2] for e in entries} == {"digits"}
+        assert abs(sum(e[1] for e in entries) - 1) < 1e-6
+
+
+@pytest.mark.parametrize(("student", "teacher"), [("llama3", "qwen3"), ("llama3", "o200k"), ("llama2", "mistral-v1")])
+def test_every_regular_row_sums_to_one_and_stays_in_its_candidates(student: str, teacher: str) -> None:
+    s, t = vocab(student), vocab(teacher)
+    w = built(student, teacher)
+    regular = np.asarray([i for i in range(s.size) if s.is_regular(i)])
+    w.check(regular)  # shape, finite, non-negative, non-empty regular rows, sums within 1e-6
+    sums = w.row_sums()[regular]
+    assert np.all(np.abs(sums - 1) <= 1e-6)
+    assert np.diff(w.matrix.indptr).max() <= 4
+    for index in regular[:: max(1, len(regular) // 4000)]:  # a spread sample of rows
+        entries = w.row(int(index))
+        if entries[0][2] == "exact":
+            assert len(entries) == 1 and t.token_bytes[entries[0][0]] == s.token_bytes[index]
+            continue
+        # Every entry is a piece of the token's own text, and the heaviest one is where it starts.
+        assert all(t.token_bytes[e[0]] in s.token_bytes[index] for e in entries), (index, s.pieces[index])
+        assert s.token_bytes[index].startswith(t.token_bytes[entries[0][0]]), (index, s.pieces[index])
+
+
+def test_sentencepiece_student_meets_byte_level_teacher() -> None:
+    assert row_of("llama2", "llama3", "<0x41>") == [("A", 1.0, "exact")]
+    assert row_of("llama2", "llama3", "▁the") == [("Ġthe", 1.0, "exact")]
+    assert row_of("llama2", "llama3", "<0x0A>") == [("Ċ", 1.0, "exact")]
+
+
+def test_partial_utf8_maps_to_teacher_bytes() -> None:
+    s = vocab("llama3")
+    partial = [i for i in range(s.size) if s.categories[i] == "partial-utf8"]
+    w = built("llama3", "mistral-v1")  # SentencePiece teacher: only <0xNN> pieces can spell these
+    t = vocab("mistral-v1")
+    for index in partial[:200]:
+        entries = w.row(index)
+        assert entries and entries[0][2] == "bytes"
+        assert all(t.token_bytes[e[0]] in s.token_bytes[index] for e in entries)
+        assert any(t.categories[e[0]] == "byte" for e in entries)
+
+
+def test_sentencepiece_teacher_gets_no_invented_prefix_space() -> None:
+    """Re-tokenising `ing` with a SentencePiece teacher must not give `▁ing`; ` ing` must."""
+    s, t = vocab("qwen3"), vocab("mistral-v1")
+    w = built("qwen3", "mistral-v1")
+    assert row_of("qwen3", "mistral-v1", "ing")[0][0] == "ing"
+    spelled = [i for i in range(s.size) if s.is_regular(i) and s.categories[i] == "letters:latin" and w.row(i)]
+    spelled = [i for i in spelled if w.row(i)[0][2] == "multitoken"][:2000]
+    assert len(spelled) == 2000
+    for index in spelled:
+        first = t.token_bytes[w.row(index)[0][0]]
+        assert first.startswith(b" ") == s.token_bytes[index].startswith(b" "), s.pieces[index]
+
+
+def test_rule_order_decides_provenance() -> None:
+    config = BuildConfig(rules=[ExactRule(), MultitokenRule(), DigitsRule()])
+    assert {rule for _, _, rule in row_of("llama3", "qwen3", "201", config)} == {"multitoken"}
+
+
+def test_digit_weights_follow_the_config() -> None:
+    config = BuildConfig(rules=[ExactRule(), DigitsRule(beta=0.5, gamma=0.5)], top_k=2)
+    row = row_of("llama3", "qwen3", "201", config)
+    assert [piece for piece, _, _ in row] == ["2", "0"]
+    assert [round(w, 4) for _, w, _ in row] == [0.6667, 0.3333]
+
+
+def test_fuzzy_rule_adds_lower_weight_entries() -> None:
+    config = BuildConfig(rules=[*BuildConfig().rules, FuzzyRule()])
+    w = built("llama3", "qwen3", config)
+    fuzzy = np.flatnonzero(w.rules == RULE_CODES.index("fuzzy"))
+    assert len(fuzzy) > 100
+    assert float(w.matrix.data[fuzzy].max()) < 0.5  # never outranks a token's own spelling
+    exact = w.rules == RULE_CODES.index("exact")
+    assert np.all(w.matrix.data[exact] == 1.0)  # exact rows stay one-hot
+
+
+def test_reverse_rule_adds_entries_and_keeps_rows_normalised() -> None:
+    config = BuildConfig(rules=[*BuildConfig().rules, ReverseRule()])
+    w = built("llama3", "qwen3", config)  # Llama-2 and Mistral share 31,997 tokens: nothing to add there
+    assert np.sum(w.rules == RULE_CODES.index("reverse")) > 100
+    filled = np.diff(w.matrix.indptr) > 0
+    assert np.allclose(w.row_sums()[filled], 1, atol=1e-6)
+
+
+def test_same_inputs_give_identical_matrices() -> None:
+    first = build_projection(vocab("llama2"), vocab("mistral-v1"), progress=False)
+    second = build_projection(vocab("llama2"), vocab("mistral-v1"), progress=False)
+    for name in ("indptr", "indices", "data"):
+        assert np.array_equal(getattr(first.matrix, name), getattr(second.matrix, name))
+    assert np.array_equal(first.rules, second.rules) and np.array_equal(first.scores, second.scores)
+
+
+def test_check_names_the_problem() -> None:
+    w = build_projection(vocab("llama2"), vocab("mistral-v1"), progress=False)
+    w.matrix.data[0] = np.nan
+    with pytest.raises(XTokenError, match="NaN"):
+        w.check()
+    w.matrix.data[0] = -0.5
+    with pytest.raises(XTokenError, match="negative"):
+        w.check()
+    w.matrix.data[0] = 0.25
+    with pytest.raises(XTokenError, match="do not sum to 1"):
+        w.check()

@@ -1,0 +1,107 @@
+"""Scores of W: coverage, the H-KL common set, corpus agreement, and corpus reading."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import vocab
+
+from xtoken_align.config import BuildConfig, DigitsRule, ExactRule, MultitokenRule, SpecialRule
+from xtoken_align.errors import XTokenError
+from xtoken_align.projection import Projection, TokenizerInfo, assemble_entries, build_projection
+from xtoken_align.score import common_set, corpus_agreement, coverage, default_corpus, read_corpus, score_projection
+
+
+@cache
+def llama3_qwen3(config: BuildConfig | None = None) -> Projection:
+    return build_projection(vocab("llama3"), vocab("qwen3"), config, progress=False)
+
+
+def tiny(entries: list[tuple[int, int, float]], shape=(4, 3)) -> Projection:
+    rows, cols, weights = (np.asarray(x) for x in zip(*entries, strict=True))
+    matrix, codes, scores = assemble_entries(
+        rows.astype(np.int64), cols.astype(np.int64), weights.astype(float), np.zeros(len(rows), np.uint8), shape, 4
+    )
+    info = TokenizerInfo("tiny", "tiny", shape[0], "0" * 64)
+    return Projection(matrix, codes, scores, info, TokenizerInfo("t", "t", shape[1], "1" * 64), BuildConfig())
+
+
+def test_common_set_threshold_and_collisions() -> None:
+    w = tiny([(0, 0, 0.7), (0, 1, 0.3), (1, 0, 0.9), (1, 2, 0.1), (2, 1, 0.5), (2, 2, 0.5), (3, 2, 1.0)])
+    # Row 2 tops out at 0.5 < 0.6; rows 0 and 1 collide on teacher 0 and the heavier (row 1) wins.
+    assert common_set(w) == {1: 0, 3: 2}
+    assert common_set(w, threshold=0.5) == {1: 0, 2: 1, 3: 2}  # row 2's tie goes to the lower teacher id
+
+
+def test_common_set_tie_keeps_lowest_student_id() -> None:
+    w = tiny([(0, 1, 1.0), (2, 1, 1.0), (3, 0, 1.0)])
+    assert common_set(w) == {0: 1, 3: 0}
+
+
+def test_coverage_of_llama3_under_qwen3() -> None:
+    report = coverage(llama3_qwen3(), vocab("llama3"))
+    assert report["digits:2"] == {"total": 100, "covered": 100, "exact": 0, "common": 0}
+    assert report["digits:3"] == {"total": 1000, "covered": 1000, "exact": 0, "common": 0}
+    assert report["digits:1"]["exact"] == 10
+    assert list(report)[:3] == ["digits:1", "digits:2", "digits:3"]
+    assert sum(c["exact"] for c in report.values()) == 109_566
+
+
+def test_corpus_agreement_sees_a_worse_w() -> None:
+    texts = read_corpus(default_corpus(), limit=300)
+    good = corpus_agreement(llama3_qwen3(), vocab("llama3"), vocab("qwen3"), texts)
+    assert good["aligned_share"] > 0.95 and good["agreement@1"] > 0.99
+    assert good["categories"]["digits:3"]["agreement@1"] > 0.99
+    assert 0.85 < good["categories"]["digits:3"]["mass"] < 0.95  # 0.9009 on the leading digit
+    # Equal weights for all pieces: the top teacher token of `201` becomes the lowest id (`0`), not `2`.
+    flat = BuildConfig(rules=[SpecialRule(), ExactRule(), DigitsRule(gamma=1.0), MultitokenRule()])
+    worse = corpus_agreement(llama3_qwen3(flat), vocab("llama3"), vocab("qwen3"), texts)
+    assert worse["categories"]["digits:3"]["agreement@1"] < 0.5
+    assert worse["categories"]["letters:latin"]["agreement@1"] == good["categories"]["letters:latin"]["agreement@1"]
+
+
+def test_score_report_has_every_section() -> None:
+    report = score_projection(llama3_qwen3(), vocab("llama3"), vocab("qwen3"), read_corpus(default_corpus(), limit=50))
+    assert report["rows"]["regular"] == report["rows"]["regular_filled"] == report["rows"]["regular_summing_to_1"]
+    assert report["off_piece_mass"]["rows_with_off_piece_mass"] == 0
+    assert {s["piece"] for s in report["rows"]["special_unmatched"]} == {
+        "<|begin_of_text|>",
+        "<|start_header_id|>",
+        "<|end_header_id|>",
+    }
+    assert report["corpus"]["texts"] == 50 and report["entries_per_rule"]["exact"] == 109_566
+
+
+def test_read_corpus_forms(tmp_path: Path) -> None:
+    jsonl = tmp_path / "c.jsonl"
+    jsonl.write_text('{"text": "one"}\n\n{"question": "2+2?", "answer": "4"}\n')
+    assert read_corpus(jsonl) == ["one", "2+2?\n4"]
+    text = tmp_path / "c.txt"
+    text.write_text("first paragraph\nstill first\n\nsecond\n")
+    assert read_corpus(text) == ["first paragraph\nstill first", "second\n"]
+    assert len(read_corpus(default_corpus())) == 1_319
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        (b"", "empty.txt", "holds no text"),
+        (b"\x00\x01\x02binary", "blob.txt", "looks binary"),
+        (b"\xff\xfe bad", "latin.txt", "not UTF-8"),
+        (b'{"text": "ok"}\n{oops\n', "bad.jsonl", "bad.jsonl:2"),
+        (b'{"title": "no text"}\n', "odd.jsonl", "expected an object"),
+    ],
+)
+def test_bad_corpora_are_refused(tmp_path: Path, content: bytes, name: str, message: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(XTokenError, match=message):
+        read_corpus(path)
+
+
+def test_missing_corpus(tmp_path: Path) -> None:
+    with pytest.raises(XTokenError, match="no such corpus"):
+        read_corpus(tmp_path / "nope.jsonl")
