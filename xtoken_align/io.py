@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from safetensors import SafetensorError
 from safetensors.numpy import load, save
 
 from xtoken_align.atomic import atomic_path, write_atomic
@@ -51,7 +52,8 @@ def save_projection(projection: Projection, path: str | Path) -> Path:
         "rules": np.ascontiguousarray(projection.rules, dtype=np.uint8),
         "scores": np.ascontiguousarray(projection.scores, dtype=np.float32),
     }
-    blob = save(tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+    # One metadata key: safetensors writes several in no fixed order, and files must be reproducible.
+    blob = save(tensors, metadata={"format": f"{FORMAT}/{FORMAT_VERSION}"})
     sidecar = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -94,15 +96,14 @@ def load_projection(path: str | Path, student: Vocab | None = None, teacher: Voc
         tensors = load(blob)
         v_s, v_t = (int(x) for x in meta["shape"])
         matrix = sp.csr_array((tensors["data"], tensors["indices"], tensors["indptr"]), shape=(v_s, v_t))
-        rules, scores = tensors["rules"], tensors["scores"]
-        student_info, teacher_info = TokenizerInfo(**meta["student"]), TokenizerInfo(**meta["teacher"])
         config = BuildConfig.from_dict(meta["config"], origin=str(meta_path)) if meta["config"] is not None else None
-    except (KeyError, TypeError, ValueError) as exc:
+        projection = Projection(
+            matrix, tensors["rules"], tensors["scores"], TokenizerInfo(**meta["student"]),
+            TokenizerInfo(**meta["teacher"]), config, meta["created"], meta["tool_version"],
+            list(meta.get("history", [])),
+        )  # fmt: skip
+    except (KeyError, TypeError, ValueError, SafetensorError) as exc:
         raise XTokenError(f"{path}: malformed W file ({type(exc).__name__}: {exc})") from None
-    projection = Projection(
-        matrix, rules, scores, student_info, teacher_info, config, meta["created"], meta["tool_version"],
-        list(meta.get("history", [])),
-    )  # fmt: skip
     check_tokenizers(projection, student, teacher)
     projection.check()
     return projection
