@@ -103,6 +103,43 @@ def cmd_import(args: argparse.Namespace) -> None:
     print(f"next: xtoken-align score {path}")
 
 
+def cmd_diagnose(args: argparse.Namespace) -> None:
+    from xtoken_align import diagnose as diagnosis
+    from xtoken_align.atomic import write_atomic
+    from xtoken_align.io import load_projection
+    from xtoken_align.score import default_corpus, read_corpus
+    from xtoken_align.vocab import load_vocab
+
+    if args.projection and len(args.projection) != len(args.teacher):
+        raise XTokenError(
+            f"{len(args.projection)} --projection for {len(args.teacher)} --teacher: give one W per teacher, in order"
+        )
+    critical = [c.strip() for c in args.critical.split(",") if c.strip()] if args.critical is not None else None
+    if critical == []:
+        raise XTokenError("--critical needs at least one category name")
+    critical = diagnosis.check_categories(critical or diagnosis.DEFAULT_CRITICAL)
+    for path, suffix in ((args.html, ".html"), (args.unmatched_csv, ".csv")):
+        if path:
+            _check_output(path, suffix)
+    texts, name = None, ""
+    if not args.no_corpus:
+        texts = [text for corpus in args.corpus or [default_corpus()] for text in read_corpus(corpus)]
+        name = ", ".join(args.corpus) if args.corpus else "GSM8K test"
+    student = load_vocab(args.student)
+    teachers = [load_vocab(source) for source in args.teacher]
+    paths = args.projection or [None] * len(teachers)
+    pairs = [(t, load_projection(p, student, t) if p else None) for p, t in zip(paths, teachers, strict=True)]
+    report = diagnosis.diagnose(student, pairs, texts, critical, args.sample, corpus_name=name)
+    if args.unmatched_csv:
+        write_atomic(args.unmatched_csv, diagnosis.unmatched_critical_csv(report).encode("utf-8"))
+    if args.html:
+        write_atomic(args.html, diagnosis.diagnose_html(report).encode("utf-8"))
+    _emit(report, args.json, diagnosis.diagnose_text)
+    for path in (args.html, args.unmatched_csv):
+        if path:
+            print(f"wrote {path}", file=sys.stderr)
+
+
 def _open_projection(args: argparse.Namespace):
     """A W file and its two tokenizers, reopened from the sidecar unless given on the command line."""
     from xtoken_align.io import check_tokenizers, load_projection
@@ -135,7 +172,7 @@ def _emit(report: dict, as_json: bool, render: Callable[[dict], str]) -> None:
     print(json.dumps(report, indent=2, ensure_ascii=False) if as_json else render(report))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xtoken-align",
         description="Build, inspect and diagnose cross-tokenizer projection matrices (X-Token).",
@@ -188,9 +225,27 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("-o", "--output", required=True, help="W file to write (.safetensors)")
     imp.set_defaults(run=cmd_import)
 
+    diag = commands.add_parser("diagnose", help="which student tokens each teacher's GOLD partition pushes down")
+    diag.add_argument("--student", required=True, help=SOURCE_HELP)
+    diag.add_argument("--teacher", required=True, action="append", help="teacher tokenizer source (repeatable)")
+    diag.add_argument(
+        "--projection", action="append", default=[], metavar="W", help="W file per teacher, in --teacher order"
+    )
+    diag.add_argument("--corpus", action="append", help="JSONL or text file (repeatable; default: GSM8K test)")
+    diag.add_argument("--no-corpus", action="store_true", help="skip the corpus measurement")
+    diag.add_argument("--critical", help="comma-separated critical categories (default: digits:1,...,digits:4+)")
+    diag.add_argument("--sample", help="text whose pushed-down student tokens are listed (default: a GSM8K-like line)")
+    diag.add_argument("--unmatched-csv", metavar="FILE", help="write every unmatched critical token as CSV")
+    diag_out = diag.add_mutually_exclusive_group()
+    diag_out.add_argument("--json", action="store_true", help="print JSON")
+    diag_out.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
+    diag.set_defaults(run=cmd_diagnose)
+
     fetch = commands.add_parser("fetch-demos", help="fetch the demo tokenizers into the user cache")
     fetch.add_argument("names", nargs="*", metavar="NAME", help="demo names (default: all)")
     fetch.set_defaults(run=cmd_fetch_demos)
+    if extend:
+        extend(commands)  # the web layer adds `serve` without the library importing it
     return parser
 
 
@@ -199,8 +254,8 @@ def _tokenizer_overrides(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", help="teacher tokenizer source (default: the one in W's sidecar)")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, extend: Callable | None = None) -> int:
+    args = build_parser(extend).parse_args(argv)
     try:
         args.run(args)
     except XTokenError as exc:

@@ -161,3 +161,47 @@ def score_text(report: dict) -> str:
             ),
         ]
     return "\n".join(lines)
+
+
+def diagnose_text(report: dict) -> str:
+    """The `diagnose` report for people: recommendations first, then each teacher's tables."""
+    losses = {"p_kl": "P-KL", "h_kl": "H-KL", "kd": "KD"}
+    student, teachers = report["student"], report["teachers"]
+    width = max((len(t["teacher"]["name"]) for t in teachers), default=0)
+    lines = [
+        f"student {student['name']} ({student['size']:,} tokens); critical: {', '.join(report['critical'])}",
+        "",
+        *(f"{t['teacher']['name']:<{width}}  {losses[t['recommendation']]:<4}  {t['reason']}" for t in teachers),
+    ]
+    for t in teachers:
+        lines += [
+            "",
+            f"== {t['teacher']['name']} ({t['teacher']['size']:,} tokens): {losses[t['recommendation']]} ==",
+            table(
+                ["category", "total", "strict", "exact", "H-KL common", "covered", "severity"],
+                [
+                    [k, c["total"], c["strict"], c["exact"], c["common"], c["covered"], c["severity"]]
+                    for k, c in t["categories"].items()
+                ],
+            ),
+        ]
+        corpus = t.get("corpus")
+        if corpus:
+            lost = {k: v for k, v in corpus["categories"].items() if v["uncommon"]}
+            lines += [
+                f"corpus {corpus['name']}: {corpus['texts']:,} texts, {corpus['student_tokens']:,} student tokens",
+                f"  outside GOLD's strict set: {corpus['suppressed_mass']:.2%} of student next tokens "
+                f"(critical categories: {corpus['critical_suppressed_mass']:.2%}); "
+                f"not 1:1: {corpus['not_one_to_one']:.2%} of positions",
+                table(
+                    ["category", "tokens", "outside strict", "share of all tokens"],
+                    [[k, v["tokens"], v["uncommon"], f"{v['suppressed_mass']:.2%}"] for k, v in lost.items()],
+                ),
+            ]
+        sample = ", ".join(f"{s['display']!r} ({s['category']})" for s in t["suppressed_sample"])
+        lines.append(f"pushed down in the sample: {sample or 'none'}")
+        unmatched = t["unmatched_critical"]
+        if unmatched:
+            shown = ", ".join(repr(u["display"]) for u in unmatched[:8])
+            lines.append(f"unmatched critical tokens: {len(unmatched):,} ({shown}, ...; --unmatched-csv lists all)")
+    return "\n".join(lines)

@@ -149,13 +149,20 @@ def off_piece_mass(projection: Projection, student: Vocab, teacher: Vocab) -> di
     }
 
 
-def token_starts(vocab: Vocab, ids: list[int], lengths: np.ndarray) -> np.ndarray:
-    """Byte offset in the text where each token starts (SentencePiece's dropped space accounted)."""
+def token_spans(vocab: Vocab, ids, lengths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) byte offsets of each token in the text it was encoded from; SentencePiece's
+    dropped first space is taken off the first token.
+
+    `lengths` (canonical byte length per id) can be passed in to save recomputing it per text.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    if lengths is None:
+        lengths = np.fromiter((len(b) for b in vocab.token_bytes), dtype=np.int64, count=vocab.size)
     ends = np.cumsum(lengths[ids])
-    starts = ends - lengths[ids]
     if vocab.strips_leading_space and len(ids) and vocab.token_bytes[ids[0]].startswith(b" "):
-        starts = np.maximum(starts - 1, 0)
-    return starts
+        ends = ends - 1
+    starts = np.maximum(ends - lengths[ids], 0)
+    return starts, ends
 
 
 def corpus_agreement(projection: Projection, student: Vocab, teacher: Vocab, texts: list[str]) -> dict:
@@ -178,7 +185,7 @@ def corpus_agreement(projection: Projection, student: Vocab, teacher: Vocab, tex
         s_ids, t_ids = np.asarray(s_enc.ids, dtype=np.int64), np.asarray(t_enc.ids, dtype=np.int64)
         if not len(s_ids) or not len(t_ids):
             continue
-        s_start, t_start = token_starts(student, s_ids, s_len), token_starts(teacher, t_ids, t_len)
+        s_start, t_start = token_spans(student, s_ids, s_len)[0], token_spans(teacher, t_ids, t_len)[0]
         where = np.searchsorted(t_start, s_start)
         where = np.minimum(where, len(t_start) - 1)
         aligned = t_start[where] == s_start

@@ -103,9 +103,11 @@ class Vocab:
     def id_of_bytes(self, data: bytes) -> int | None:
         """The regular token whose canonical bytes are exactly `data` (lowest id on ties)."""
         if not self._by_bytes:
-            for index in range(self.size - 1, -1, -1):
-                if self.is_regular(index):
-                    self._by_bytes[self.token_bytes[index]] = index
+            # Byte-fallback pieces first, so that a real token with the same bytes (`:` over
+            # `<0x3A>`) wins: it is the one the tokenizer actually produces for that text.
+            regular = [i for i in range(self.size - 1, -1, -1) if self.is_regular(i)]
+            for index in sorted(regular, key=lambda i: self.categories[i] != "byte"):
+                self._by_bytes[self.token_bytes[index]] = index
         return self._by_bytes.get(data)
 
     def decode_bytes(self, ids: list[int]) -> bytes:

@@ -1,0 +1,90 @@
+// Entry point: load the server's meta, then route on the URL hash (#/view?params) so every view
+// can be shared as a link. Views live in ./views/, one module each.
+import { api, captureToken } from "./api.js";
+import { h, toast } from "./dom.js";
+import { renderDiagnosis } from "./views/diagnosis.js";
+import { renderExport } from "./views/export.js";
+import { renderHistory } from "./views/history.js";
+import { renderPair } from "./views/pair.js";
+import { renderToken } from "./views/token.js";
+import { renderVocab } from "./views/vocab.js";
+
+const VIEWS = {
+  pair: renderPair,
+  vocab: renderVocab,
+  token: renderToken,
+  diagnosis: renderDiagnosis,
+  history: renderHistory,
+  export: renderExport,
+};
+
+export const state = { meta: null };
+
+export function parseRoute() {
+  const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
+  const parts = path.split("/").filter(Boolean);
+  return { view: parts[0] || "pair", args: parts.slice(1), params: new URLSearchParams(query) };
+}
+
+// Navigate to a view, keeping the chosen teacher in the URL.
+export function go(view, args = [], params = {}) {
+  const query = new URLSearchParams({ teacher: currentTeacher(), ...params });
+  for (const [key, value] of [...query]) if (value === "" || value === "null") query.delete(key);
+  location.hash = `#/${[view, ...args].join("/")}?${query}`;
+}
+
+export function currentTeacher() {
+  const wanted = parseRoute().params.get("teacher");
+  const keys = state.meta.teachers.map((t) => t.key);
+  return keys.includes(wanted) ? wanted : keys[0];
+}
+
+async function render() {
+  const route = parseRoute();
+  const main = document.getElementById("main");
+  document.getElementById("teacher").value = currentTeacher();
+  for (const link of document.querySelectorAll("nav a")) {
+    link.classList.toggle("active", link.dataset.view === route.view || (route.view === "token" && link.dataset.view === "vocab"));
+    link.href = `#/${link.dataset.view}?teacher=${encodeURIComponent(currentTeacher())}`;
+  }
+  const view = VIEWS[route.view] || renderPair;
+  try {
+    await view(main, route);
+  } catch (error) {
+    main.replaceChildren(h("p", { class: "error" }, `Could not load this view: ${error.message}`));
+  }
+}
+
+async function start() {
+  captureToken();
+  try {
+    state.meta = await api.get("/api/meta");
+  } catch (error) {
+    document.getElementById("main").replaceChildren(h("p", { class: "error" }, `Server says: ${error.message}`));
+    return;
+  }
+  const { student, teachers } = state.meta;
+  document.getElementById("pairname").textContent = `student ${student.name} (${student.size.toLocaleString()})`;
+  const select = document.getElementById("teacher");
+  select.replaceChildren(...teachers.map((t) => h("option", { value: t.key }, `${t.name} (${t.size.toLocaleString()})`)));
+  select.addEventListener("change", () => {
+    const route = parseRoute();
+    route.params.set("teacher", select.value);
+    location.hash = `#/${[route.view, ...route.args].join("/")}?${route.params}`;
+  });
+  window.addEventListener("hashchange", render);
+  document.addEventListener("keydown", (event) => {
+    const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement?.tagName);
+    if (event.key === "/" && !typing) {
+      const search = document.querySelector("[data-search]");
+      if (search) {
+        event.preventDefault();
+        search.focus();
+      }
+    }
+  });
+  await render();
+}
+
+window.addEventListener("unhandledrejection", (event) => toast(event.reason?.message || String(event.reason), "error"));
+start();

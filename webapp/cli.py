@@ -1,0 +1,74 @@
+"""`xtoken-align serve`: the library's CLI plus the web service.
+
+The console script points here so that the library (`xtoken_align.cli`) never imports the web
+layer; every other subcommand is the library's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from xtoken_align import cli
+from xtoken_align.demo import cache_dir
+from xtoken_align.errors import XTokenError
+
+DEMO_STUDENT, DEMO_TEACHER = "demo:llama3", "demo:qwen3"
+
+
+def add_serve(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser("serve", help="browse, edit and export W in a browser")
+    serve.add_argument("--student", help=cli.SOURCE_HELP)
+    serve.add_argument("--teacher", action="append", default=[], help="teacher source; repeat for several teachers")
+    serve.add_argument("--projection", action="append", default=[], help="W file per teacher, in --teacher order")
+    serve.add_argument("--workspace", help="folder for W files and the edit database (default: ./xtoken-workspace)")
+    serve.add_argument("--demo", action="store_true", help=f"{DEMO_STUDENT} student, {DEMO_TEACHER} teacher")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--token", help="access token for non-loopback binds (default: $XTOKEN_ALIGN_TOKEN or random)")
+    serve.set_defaults(run=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from webapp.app import create_app
+    from webapp.settings import Settings
+
+    student = args.student or (DEMO_STUDENT if args.demo else None)
+    teachers = args.teacher or ([DEMO_TEACHER] if args.demo else [])
+    if not student or not teachers:
+        raise XTokenError("serve needs --student and --teacher (or --demo)")
+    default = cache_dir().parent / "workspaces" / "demo" if args.demo and not args.student else Path("xtoken-workspace")
+    workspace = Path(args.workspace or default).expanduser()
+    token = None
+    if not _loopback(args.host):
+        token = args.token or os.environ.get("XTOKEN_ALIGN_TOKEN") or secrets.token_urlsafe(24)
+    settings = Settings(workspace, student, tuple(teachers), tuple(args.projection), access_token=token)
+    app = create_app(settings)
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    url = f"http://{shown}:{args.port}/" + (f"#token={token}" if token else "")
+    print(f"workspace {workspace.resolve()}\nready: open {url}", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.main(argv, extend=add_serve)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

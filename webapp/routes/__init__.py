@@ -1,0 +1,5 @@
+"""One APIRouter per file; `ROUTERS` is what create_app mounts under /api."""
+
+from webapp.routes import diagnosis, edits, export, meta, pair, tokens, vocab
+
+ROUTERS = [meta.router, vocab.router, tokens.router, pair.router, edits.router, diagnosis.router, export.router]

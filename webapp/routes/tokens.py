@@ -1,0 +1,50 @@
+"""GET /api/tokens/{side}/{id}: one token, how the other side spells it, its W row or column."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+
+from webapp.deps import WorkspaceDep
+from webapp.schemas import ColumnEntry, Side, TokenDetail
+from webapp.views import category, entries, pieces
+
+router = APIRouter(tags=["tokens"])
+
+
+@router.get("/tokens/{side}/{token_id}", response_model=TokenDetail)
+def token_detail(side: Side, token_id: int, teacher: str, workspace: WorkspaceDep) -> TokenDetail:
+    state = workspace.teacher(teacher)
+    vocab = workspace.student if side == "student" else state.vocab
+    other = state.vocab if side == "student" else workspace.student
+    if not 0 <= token_id < vocab.size or vocab.categories[token_id] == "unused":
+        raise HTTPException(404, f"no {side} token with id {token_id}")
+    detail = TokenDetail(
+        side=side,
+        id=token_id,
+        piece=vocab.pieces[token_id],
+        display=vocab.display(token_id),
+        hex=vocab.token_bytes[token_id].hex(),
+        category=category(vocab, token_id),
+        roles=vocab.special.get(token_id, []),
+        other_side=pieces(other, _spell(state, side, token_id)),
+    )
+    if side == "student":
+        detail.version, row = state.row(token_id)
+        detail.row = entries(state.vocab, row)
+    else:
+        student = workspace.student
+        detail.column = [
+            ColumnEntry(student_id=s, piece=student.pieces[s], display=student.display(s), weight=w, rule=r)
+            for s, w, r in state.column(token_id)[:200]
+        ]
+    return detail
+
+
+def _spell(state, side: str, token_id: int) -> list[int]:
+    """The other tokenizer's pieces for this token's bytes (re-tokenised, or byte-segmented)."""
+    context = state.context if side == "student" else state.reverse_context
+    vocab = context.student
+    if token_id in vocab.special:
+        return []
+    spelled = context.retokenize([token_id]).get(token_id)
+    return spelled or context.segment_bytes(vocab.token_bytes[token_id]) or []

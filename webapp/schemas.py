@@ -1,0 +1,153 @@
+"""Typed request and response models of the JSON API (the OpenAPI schema at /docs comes from here)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from xtoken_align.rules import RULE_CODES
+
+Side = Literal["student", "teacher"]
+RuleName = Literal[RULE_CODES]  # type: ignore[valid-type]
+
+
+class TokenizerView(BaseModel):
+    name: str
+    source: str
+    size: int
+    fingerprint: str
+
+
+class TeacherView(TokenizerView):
+    key: str
+
+
+class Meta(BaseModel):
+    student: TokenizerView
+    teachers: list[TeacherView]
+    workspace: str
+    rules: list[str]
+    categories: list[str]
+    max_text_chars: int
+    max_page_size: int
+
+
+class Entry(BaseModel):
+    """One W entry, with the teacher token shown for people."""
+
+    teacher_id: int
+    piece: str
+    display: str
+    weight: float
+    rule: str
+    score: float
+
+
+class TokenSummary(BaseModel):
+    id: int
+    piece: str
+    display: str
+    category: str
+    degree: int  # student side: entries in its row; teacher side: student rows pointing at it
+    rule: str  # student side: rule of its heaviest entry ("" if none)
+    matched: bool  # one-hot exact/special match
+    top: list[Entry] = []  # student side: the row (heaviest first)
+
+
+class Page(BaseModel):
+    data: list[TokenSummary]
+    count: int
+
+
+class Piece(BaseModel):
+    id: int
+    piece: str
+    display: str
+
+
+class ColumnEntry(BaseModel):
+    student_id: int
+    piece: str
+    display: str
+    weight: float
+    rule: str
+
+
+class TokenDetail(BaseModel):
+    side: Side
+    id: int
+    piece: str
+    display: str
+    hex: str
+    category: str
+    roles: list[str]
+    other_side: list[Piece]  # how the other tokenizer segments this token's text
+    row: list[Entry] | None = None  # student side
+    version: int | None = None  # student side: edit version of the row
+    column: list[ColumnEntry] | None = None  # teacher side
+
+
+class RowEdit(BaseModel):
+    entries: list[EditEntry] = Field(max_length=64)
+    note: str = Field(default="", max_length=2000)
+    version: int = Field(ge=0)
+
+
+class EditEntry(BaseModel):
+    teacher_id: int
+    weight: float
+
+
+class RowView(BaseModel):
+    student_id: int
+    version: int
+    row: list[Entry]
+
+
+class PairRequest(BaseModel):
+    text: str
+    teacher: str
+
+
+class PairToken(BaseModel):
+    id: int
+    piece: str
+    display: str
+    start: int  # byte offsets in the text
+    end: int
+    chunk: int
+    row: list[Entry] = []  # student tokens only
+
+
+class Chunk(BaseModel):
+    start: int
+    end: int
+    student: list[int]  # positions in the student token list
+    teacher: list[int]
+    one_to_one: bool
+
+
+class PairView(BaseModel):
+    student: list[PairToken]
+    teacher: list[PairToken]
+    chunks: list[Chunk]
+    disagreeing_boundaries: list[int]  # byte offsets where only one side has a token boundary
+
+
+class HistoryItem(BaseModel):
+    id: int
+    student_id: int
+    at: str
+    note: str
+    state: str
+    before: list[Entry]
+    after: list[Entry]
+
+
+class HistoryPage(BaseModel):
+    data: list[HistoryItem]
+    count: int
+
+
+RowEdit.model_rebuild()

@@ -1,0 +1,50 @@
+"""Library objects -> response models. Every token string leaves the server as plain JSON text;
+the UI renders it with textContent, never as HTML."""
+
+from __future__ import annotations
+
+from webapp.schemas import Entry, Piece, TokenSummary
+from webapp.workspace import TeacherState
+from xtoken_align.edits import Row
+from xtoken_align.vocab import Vocab
+
+
+def entries(teacher: Vocab, row: Row) -> list[Entry]:
+    return [
+        Entry(teacher_id=col, piece=teacher.pieces[col], display=teacher.display(col), weight=w, rule=r, score=s)
+        for col, w, r, s in row
+    ]
+
+
+def pieces(vocab: Vocab, ids: list[int]) -> list[Piece]:
+    return [Piece(id=i, piece=vocab.pieces[i], display=vocab.display(i)) for i in ids]
+
+
+def category(vocab: Vocab, index: int) -> str:
+    return "special" if index in vocab.special else vocab.categories[index]
+
+
+def student_summary(student: Vocab, state: TeacherState, sid: int) -> TokenSummary:
+    return TokenSummary(
+        id=sid,
+        piece=student.pieces[sid],
+        display=student.display(sid),
+        category=category(student, sid),
+        degree=int(state.degrees[sid]),
+        rule=state.rules[sid],
+        matched=state.rules[sid] in ("exact", "special"),
+        top=entries(state.vocab, state.row(sid)[1]),
+    )
+
+
+def teacher_summary(state: TeacherState, tid: int) -> TokenSummary:
+    teacher = state.vocab
+    return TokenSummary(
+        id=tid,
+        piece=teacher.pieces[tid],
+        display=teacher.display(tid),
+        category=category(teacher, tid),
+        degree=int(state.teacher_degrees[tid]),
+        rule="",
+        matched=bool(state.teacher_matched[tid]),
+    )

@@ -1,0 +1,222 @@
+"""A workspace: one student, one W per teacher, and the SQLite database of edits, in one folder.
+
+    workspace/
+      workspace.json             which tokenizers this workspace is for
+      W-<teacher>.safetensors    the base W of each teacher (+ .json sidecar), built or imported once
+      edits.sqlite               every edit (see store.py); current rows = base W + edited rows
+
+Opening a workspace with other tokenizers than it was made for is refused. Everything the web
+routes need per teacher (current rows, columns, per-token W summaries for search) lives in
+`TeacherState`, kept in step with the store on every edit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from webapp.search import VocabIndex
+from webapp.store import Change, EditStore
+from xtoken_align.atomic import write_atomic
+from xtoken_align.edits import Row, apply_rows, normalise_row
+from xtoken_align.errors import XTokenError
+from xtoken_align.io import load_projection, save_projection
+from xtoken_align.projection import Projection, build_projection
+from xtoken_align.rules import RuleContext
+from xtoken_align.vocab import Vocab, load_vocab
+
+ONE_HOT_RULES = ("exact", "special")
+
+
+class UnknownTeacher(XTokenError):
+    """A teacher key this workspace does not have (the API answers 404)."""
+
+
+@dataclass
+class TeacherState:
+    key: str
+    vocab: Vocab
+    base: Projection
+    index: VocabIndex
+    context: RuleContext
+    edited: dict[int, tuple[int, Row]] = field(default_factory=dict)  # student id -> (version, row)
+
+    def __post_init__(self) -> None:
+        student_size = self.base.shape[0]
+        self.rules = np.full(student_size, "", dtype=object)
+        self.degrees = np.diff(self.base.matrix.indptr).astype(np.int64)
+        for sid in np.flatnonzero(self.degrees):
+            self.rules[sid] = self.base.row(int(sid))[0][2]
+        self.teacher_rules = np.full(self.vocab.size, "", dtype=object)  # teacher tokens have no rule of their own
+        self.columns = self.base.matrix.tocsc()
+        self._refresh_columns()
+        for sid, (_, row) in self.edited.items():
+            self._summarise(sid, row)
+
+    @cached_property
+    def reverse_context(self) -> RuleContext:
+        """Teacher tokens spelled by the student tokenizer."""
+        return RuleContext(self.context.teacher, self.context.student)
+
+    def row(self, sid: int) -> tuple[int, Row]:
+        return self.edited.get(sid) or (0, self.base.row(sid))
+
+    def column(self, tid: int) -> list[tuple[int, float, str]]:
+        """Student tokens mapping onto teacher token `tid`, heaviest first."""
+        start, end = self.columns.indptr[tid], self.columns.indptr[tid + 1]
+        found = {int(s): None for s in self.columns.indices[start:end] if int(s) not in self.edited}
+        out = [(sid, *next((w, r) for c, w, r, _ in self.base.row(sid) if c == tid)) for sid in found]
+        out += [(sid, w, r) for sid, (_, row) in self.edited.items() for c, w, r, _ in row if c == tid]
+        return sorted(out, key=lambda e: (-e[1], e[0]))
+
+    def apply(self, change: Change) -> None:
+        self.edited[change.student_id] = (change.version, change.entries)
+        self._summarise(change.student_id, change.entries)
+        self._refresh_columns()
+
+    def merged(self, history: list[dict]) -> Projection:
+        return apply_rows(self.base, {sid: row for sid, (_, row) in self.edited.items()}, history)
+
+    def _summarise(self, sid: int, row: Row) -> None:
+        self.rules[sid] = row[0][2] if row else ""
+        self.degrees[sid] = len(row)
+
+    def _refresh_columns(self) -> None:
+        """Per teacher token: how many student rows point at it, and whether one is a one-hot match."""
+        size = self.vocab.size
+        rows = [(sid, row) for sid, (_, row) in self.edited.items()]
+        m = self.base.matrix
+        entry_rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+        keep = ~np.isin(entry_rows, [sid for sid, _ in rows])
+        self.teacher_degrees = np.bincount(m.indices[keep], minlength=size)
+        exact = keep & np.isin(self.base.rules, [i for i, name in enumerate(_rule_codes()) if name in ONE_HOT_RULES])
+        self.teacher_matched = np.bincount(m.indices[exact], minlength=size) > 0
+        for _, row in rows:
+            for col, _, rule, _ in row:
+                self.teacher_degrees[col] += 1
+                self.teacher_matched[col] |= rule in ONE_HOT_RULES
+
+    @property
+    def student_matched(self) -> np.ndarray:
+        return np.isin(self.rules, ONE_HOT_RULES)
+
+
+def _rule_codes() -> tuple[str, ...]:
+    from xtoken_align.rules import RULE_CODES
+
+    return RULE_CODES
+
+
+class Workspace:
+    def __init__(
+        self, folder: Path, student: str, teachers: list[str], projections: list[str] | None = None, log=print
+    ) -> None:
+        if projections and len(projections) != len(teachers):
+            raise XTokenError(
+                f"{len(projections)} --projection files for {len(teachers)} teachers; give one per teacher"
+            )
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.Lock()
+        log(f"loading student {student}")
+        self.student = load_vocab(student)
+        self.student_index = VocabIndex(self.student)
+        self.store = EditStore(folder / "edits.sqlite")
+        self.teachers: dict[str, TeacherState] = {}
+        vocabs = {}
+        for source in teachers:
+            log(f"loading teacher {source}")
+            vocab = load_vocab(source)
+            vocabs[self._key(vocab.name, vocabs)] = vocab
+        self._check_manifest(
+            {
+                "student": self._describe(self.student),
+                "teachers": [{"key": key, **self._describe(vocab)} for key, vocab in vocabs.items()],
+            }
+        )
+        for position, (key, vocab) in enumerate(vocabs.items()):
+            base = self._base_projection(key, vocab, projections[position] if projections else None, log)
+            context = RuleContext(self.student, vocab)
+            self.teachers[key] = TeacherState(key, vocab, base, VocabIndex(vocab), context, self.store.rows(key))
+
+    def teacher(self, key: str) -> TeacherState:
+        try:
+            return self.teachers[key]
+        except KeyError:
+            raise UnknownTeacher(f"unknown teacher '{key}'; this workspace has {', '.join(self.teachers)}") from None
+
+    def edit(self, key: str, sid: int, version: int, entries: list[tuple[int, float]], note: str) -> Change:
+        state = self.teacher(key)
+        self._check_student_id(sid)
+        with self.lock:
+            current_version, current = state.row(sid)
+            allow_empty = not self.student.is_regular(sid)
+            row = normalise_row(entries, current, state.vocab.size, allow_empty=allow_empty)
+            change = self.store.set_row(key, sid, version, current, row, note)
+            state.apply(change)
+        return change
+
+    def step(self, key: str, forward: bool) -> Change | None:
+        state = self.teacher(key)
+        with self.lock:
+            change = self.store.redo(key) if forward else self.store.undo(key)
+            if change:
+                state.apply(change)
+        return change
+
+    def export(self, key: str) -> Projection:
+        state = self.teacher(key)
+        history = [
+            {"action": "edit", **{k: v for k, v in h.items() if k != "id"}}
+            for h in reversed(self.store.history(key, limit=1_000_000))
+            if h["state"] == "done"
+        ]
+        return state.merged(history)
+
+    def _check_student_id(self, sid: int) -> None:
+        if not 0 <= sid < self.student.size:
+            raise XTokenError(f"student id {sid} is outside 0..{self.student.size - 1}")
+
+    @staticmethod
+    def _key(name: str, taken: dict) -> str:
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "teacher"
+        key, n = base, 2
+        while key in taken:
+            key, n = f"{base}-{n}", n + 1
+        return key
+
+    @staticmethod
+    def _describe(vocab: Vocab) -> dict:
+        return {"name": vocab.name, "source": vocab.source, "size": vocab.size, "fingerprint": vocab.fingerprint}
+
+    def _base_projection(self, key: str, vocab: Vocab, given: str | None, log) -> Projection:
+        path = self.folder / f"W-{key}.safetensors"
+        if given:
+            log(f"using W {given} for {key}")
+            projection = load_projection(given, self.student, vocab)
+            save_projection(projection, path)
+            return projection
+        if path.is_file():
+            return load_projection(path, self.student, vocab)
+        log(f"building W for {key} (default rules)")
+        projection = build_projection(self.student, vocab, progress=False)
+        save_projection(projection, path)
+        return projection
+
+    def _check_manifest(self, manifest: dict) -> None:
+        path = self.folder / "workspace.json"
+        if path.is_file():
+            existing = json.loads(path.read_text(encoding="utf-8"))
+            fingerprints = [existing["student"]["fingerprint"], *(t["fingerprint"] for t in existing["teachers"])]
+            wanted = [manifest["student"]["fingerprint"], *(t["fingerprint"] for t in manifest["teachers"])]
+            if fingerprints != wanted:
+                names = ", ".join([existing["student"]["name"], *(t["name"] for t in existing["teachers"])])
+                raise XTokenError(f"workspace {self.folder} was made for {names}; give another --workspace")
+        else:
+            write_atomic(path, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))

@@ -1,0 +1,224 @@
+"""Diagnosis before training: which student tokens a GOLD-style loss would push down, per teacher.
+
+`diagnose(student, [(teacher, W or None), ...], texts)` audits the student vocabulary per category
+(method.md §5), measures on a corpus how much of the student's next-token targets those tokens carry,
+lists the suppressed tokens of one sample sentence, and recommends a loss per teacher. Definitions,
+all counted over student token ids (unused ids left out, special tokens as category `special`):
+
+- strict: in GOLD's 1:1 exact-match set as TRL builds it: the raw `get_vocab()` string (special
+  tokens included) is also a teacher piece. `Ġ12` vs `▁12` is a miss, as it is for GOLD.
+- exact: the canonical bytes match a regular teacher token (special tokens: the same content).
+- common: in the H-KL common set of W (top weight ≥ 0.6, method.md §4, `score.common_set`).
+- covered: W's row is not empty. Same-vocabulary teachers without a given W use the identity map.
+- severity: a critical category is ok at a strict share ≥ 0.95, warn at ≥ 0.5, else critical; other
+  categories are ok or warn.
+- recommendation: "kd" when both tokenizers share one canonical vocabulary (equal fingerprints);
+  "p_kl" when a critical category has a strict share below 0.95 (GOLD's common-set KL pushes those
+  logits down whatever the target, method.md §1); else "h_kl".
+- corpus: every student token of every text (no BOS) is a next-token target. `suppressed_mass` is
+  the share of them outside the strict set: the ground truth GOLD pushes down and P-KL keeps. Chunks
+  close where both tokenisations reach the same byte offset (method.md §3); a student position is
+  "not 1:1" when its chunk is not one student token facing one teacher token.
+
+Left out: anything that needs a model (teacher probabilities, gradients) and the sequence aligner of
+training; the byte-offset walk here assumes both tokenizers keep the text's bytes (no normaliser).
+Renderings (text, CSV, plotly figures, HTML) are re-exported here from `reports` and `diagnose_html`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+
+import numpy as np
+
+from xtoken_align.categories import CATEGORY_ORDER, category_rank, is_numeral
+from xtoken_align.diagnose_corpus import corpus_mass, tokenize
+from xtoken_align.diagnose_html import diagnose_figures, diagnose_html
+from xtoken_align.errors import XTokenError
+from xtoken_align.io import check_tokenizers
+from xtoken_align.projection import Projection, build_projection
+from xtoken_align.reports import diagnose_text
+from xtoken_align.score import common_set
+from xtoken_align.vocab import Vocab
+
+__all__ = ["DEFAULT_CRITICAL", "diagnose", "diagnose_figures", "diagnose_html", "diagnose_text"]
+__all__ += ["unmatched_critical_csv", "check_categories"]
+
+DEFAULT_CRITICAL: tuple[str, ...] = ("digits:1", "digits:2", "digits:3", "digits:4+")
+DEFAULT_SAMPLE = "Natalia sold 48 clips in April and 124 in May, 172 in total."
+OK_SHARE, WARN_SHARE = 0.95, 0.5
+
+
+def check_categories(names: Sequence[str]) -> list[str]:
+    """Category names in report order, or XTokenError naming the unknown ones and the known ones.
+
+    >>> check_categories(["digits:3", "digits:2", "digits:3"])
+    ['digits:2', 'digits:3']
+    """
+    unknown = [name for name in names if name not in CATEGORY_ORDER]
+    if unknown:
+        raise XTokenError(f"unknown category {', '.join(map(repr, unknown))}; known: {', '.join(CATEGORY_ORDER)}")
+    return sorted(set(names), key=category_rank)
+
+
+def severity(share: float, critical: bool) -> str:
+    """ok / warn / critical for a category's strict share; only critical categories reach "critical".
+
+    >>> severity(0.0, True), severity(0.0, False), severity(0.6, True), severity(1.0, True)
+    ('critical', 'warn', 'warn', 'ok')
+    """
+    if share >= OK_SHARE:
+        return "ok"
+    return "warn" if share >= WARN_SHARE or not critical else "critical"
+
+
+def diagnose(
+    student: Vocab,
+    teachers: list[tuple[Vocab, Projection | None]],
+    texts: list[str] | None,
+    critical: Sequence[str] = DEFAULT_CRITICAL,
+    sample_text: str | None = None,
+    *,
+    corpus_name: str = "",
+) -> dict:
+    """The whole `xtoken-align diagnose` report as one JSON-ready dict (see the module docstring).
+    A None W is built with the default rules (or is the identity for a same-vocabulary teacher)."""
+    critical = check_categories(critical)
+    if texts is not None and not any(text.strip() for text in texts):
+        raise XTokenError(f"{f'corpus {corpus_name}' if corpus_name else 'the corpus'} holds no text")
+    sample_text = DEFAULT_SAMPLE if sample_text is None else sample_text
+    names = sorted({_category(student, i) for i in range(student.size)}, key=lambda c: (category_rank(c), c))
+    codes = np.asarray([names.index(_category(student, i)) for i in range(student.size)], dtype=np.int64)
+    critical_codes = [names.index(c) for c in critical if c in names]
+    student_tokens = tokenize(student, texts) if texts is not None else None
+    sample_ids = student.tokenizer.encode(sample_text, add_special_tokens=False).ids
+    report = {
+        "student": _info(student),
+        "critical": critical,
+        "thresholds": {"ok": OK_SHARE, "warn": WARN_SHARE},
+        "sample_text": sample_text,
+        "teachers": [],
+    }
+    for teacher, projection in teachers:
+        same = teacher.fingerprint == student.fingerprint
+        if projection is not None:
+            check_tokenizers(projection, student, teacher)
+        elif not same:
+            projection = build_projection(student, teacher, progress=False)
+        strict = _strict(student, teacher)
+        categories = _audit(student, teacher, projection, strict, codes, names, critical)
+        recommendation, reason = _recommend(student, teacher, categories, critical, same)
+        entry = {"teacher": _info(teacher), "recommendation": recommendation, "reason": reason}
+        entry["categories"] = categories
+        if student_tokens is not None:
+            tokens = (student_tokens, tokenize(teacher, texts))
+            mass = corpus_mass(student, teacher, *tokens, ~strict, codes, names, critical_codes)
+            entry["corpus"] = {"name": corpus_name, "texts": len(texts)} | mass
+        entry["suppressed_sample"] = [
+            {"position": p} | _token(student, i, names[codes[i]]) for p, i in enumerate(sample_ids) if not strict[i]
+        ]
+        at_risk = np.isin(codes, critical_codes) & ~strict
+        entry["unmatched_critical"] = [
+            _token(student, i, names[codes[i]]) | {"w_row": _w_row(projection, teacher, i)}
+            for i in np.flatnonzero(at_risk).tolist()
+        ]
+        report["teachers"].append(entry)
+    return report
+
+
+def unmatched_critical_csv(report: dict) -> str:
+    """Every teacher's unmatched critical student tokens as CSV (one row per teacher and token)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["teacher", "student_id", "piece", "display", "category", "w_row"])
+    for entry in report["teachers"]:
+        for token in entry["unmatched_critical"]:
+            row = " ".join(f"{w['display']!r}:{w['weight']:.4f}" for w in token["w_row"])
+            writer.writerow(
+                [entry["teacher"]["name"], token["id"], token["piece"], token["display"], token["category"], row]
+            )
+    return out.getvalue()
+
+
+def _info(vocab: Vocab) -> dict:
+    return {"name": vocab.name, "source": vocab.source, "size": vocab.size, "fingerprint": vocab.fingerprint}
+
+
+def _token(vocab: Vocab, index: int, category: str) -> dict:
+    return {"id": index, "piece": vocab.pieces[index], "display": vocab.display(index), "category": category}
+
+
+def _category(vocab: Vocab, index: int) -> str:
+    return "special" if index in vocab.special else vocab.categories[index]
+
+
+def _strict(student: Vocab, teacher: Vocab) -> np.ndarray:
+    """(V_S,) bool: the raw piece is also a teacher piece, as GOLD's `get_vocab()` match."""
+    pieces = {piece for piece in teacher.pieces if piece}
+    return np.fromiter((bool(p) and p in pieces for p in student.pieces), dtype=bool, count=student.size)
+
+
+def _audit(student, teacher, projection, strict, codes, names, critical) -> dict[str, dict]:
+    """Per category: total, strict, exact, common, covered, severity."""
+    specials = {teacher.pieces[i] for i in teacher.special}
+    exact = np.fromiter(
+        (
+            student.pieces[i] in specials if i in student.special else teacher.id_of_bytes(data) is not None
+            for i, data in enumerate(student.token_bytes)
+        ),
+        dtype=bool,
+        count=student.size,
+    )
+    if projection is None:  # same canonical vocabulary: the identity map, every id common
+        common = covered = np.ones(student.size, dtype=bool)
+    else:
+        covered = np.diff(projection.matrix.indptr) > 0
+        common = np.zeros(student.size, dtype=bool)
+        common[list(common_set(projection))] = True
+    counts = {
+        field: np.bincount(codes, weights=flags, minlength=len(names)).astype(np.int64)
+        for field, flags in (("strict", strict), ("exact", exact), ("common", common), ("covered", covered))
+    }
+    totals = np.bincount(codes, minlength=len(names))
+    report = {}
+    for k, name in enumerate(names):
+        if name == "unused":
+            continue
+        row = {"total": int(totals[k])} | {field: int(counts[field][k]) for field in counts}
+        report[name] = row | {"severity": severity(row["strict"] / row["total"], name in critical)}
+    return report
+
+
+def _recommend(student, teacher, categories, critical, same) -> tuple[str, str]:
+    if same:
+        return "kd", (
+            f"{teacher.name} has the same canonical vocabulary as {student.name} (fingerprint "
+            f"{teacher.fingerprint[:12]}): plain per-position KD, no W needed (method §6)"
+        )
+    present = [c for c in critical if c in categories]
+    noun = "numeral" if present and all(is_numeral(c) for c in present) else "critical"
+    total = sum(categories[c]["total"] for c in present)
+    unmatched = total - sum(categories[c]["strict"] for c in present)
+    failing = [c for c in present if categories[c]["strict"] / categories[c]["total"] < OK_SHARE]
+    counts = ", ".join(f"{c} {categories[c]['strict']:,}/{categories[c]['total']:,}" for c in (failing or present))
+    if failing:
+        hkl_too = all(categories[c]["common"] / categories[c]["total"] < OK_SHARE for c in failing)
+        who = "GOLD and H-KL" if hkl_too else "GOLD"
+        return "p_kl", (
+            f"{unmatched:,} of {total:,} {noun} tokens have no exact match in {teacher.name} ({counts} strict): "
+            f"{who} would push them down (method §1); use P-KL"
+        )
+    if not present:
+        return "h_kl", f"{student.name} has no tokens in the critical categories; H-KL's partition is safe (method §5)"
+    return "h_kl", (
+        f"{total - unmatched:,} of {total:,} {noun} tokens have an exact match in {teacher.name} ({counts}): "
+        "the common set keeps them; use H-KL (method §5)"
+    )
+
+
+def _w_row(projection: Projection | None, teacher: Vocab, index: int) -> list[dict]:
+    if projection is None:
+        return [{"id": index, "display": teacher.display(index), "weight": 1.0}]
+    return [{"id": t, "display": teacher.display(t), "weight": round(w, 4)} for t, w, _, _ in projection.row(index)]

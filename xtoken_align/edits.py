@@ -1,0 +1,83 @@
+"""Hand edits of W rows: validate and normalise a new row, and apply edited rows to a W.
+
+A row edit is a list of (teacher id, weight) pairs. `normalise_row` refuses what cannot be a row
+of W (unknown ids, NaN, negative or absurd weights, duplicates, an empty row for a token that can
+appear in text) and scales the rest to sum to 1. Entries that keep their teacher id and weight keep
+their rule and score; anything new or reweighted is credited to the rule `edit`. Left out: where
+edits are stored (the web layer keeps them in SQLite).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+import numpy as np
+import scipy.sparse as sp
+
+from xtoken_align.errors import XTokenError
+from xtoken_align.projection import Projection
+from xtoken_align.rules import RULE_CODES
+
+MAX_WEIGHT = 1e6
+Row = list[tuple[int, float, str, float]]  # (teacher id, weight, rule, raw score), heaviest first
+
+
+def normalise_row(
+    entries: Iterable[tuple[int, float]], current: Row, teacher_size: int, *, allow_empty: bool, top_k: int = 64
+) -> Row:
+    """A validated row summing to 1, heaviest first.
+
+    >>> normalise_row([(5, 3.0), (7, 1.0)], [(5, 0.75, "digits", 0.9)], 10, allow_empty=False)
+    [(5, 0.75, 'digits', 0.9), (7, 0.25, 'edit', 1.0)]
+    """
+    pairs = list(entries)
+    if len(pairs) > top_k:
+        raise XTokenError(f"a row holds at most {top_k} entries, got {len(pairs)}")
+    seen: set[int] = set()
+    for col, weight in pairs:
+        if not 0 <= col < teacher_size:
+            raise XTokenError(f"teacher id {col} is outside 0..{teacher_size - 1}")
+        if col in seen:
+            raise XTokenError(f"teacher id {col} appears twice in the row")
+        seen.add(col)
+        if not math.isfinite(weight) or weight < 0 or weight > MAX_WEIGHT:
+            raise XTokenError(f"weight {weight} for teacher id {col} must be a finite number in [0, {MAX_WEIGHT:g}]")
+    pairs = [(col, weight) for col, weight in pairs if weight > 0]
+    if not pairs:
+        if allow_empty:
+            return []
+        raise XTokenError("a token that can appear in text needs at least one entry with a positive weight")
+    total = math.fsum(weight for _, weight in pairs)
+    before = {col: (weight, rule, score) for col, weight, rule, score in current}
+    row: Row = []
+    for col, weight in pairs:
+        normalised = weight / total
+        old = before.get(col)
+        if old is not None and abs(old[0] - normalised) <= 1e-6:
+            row.append((col, old[0], old[1], old[2]))  # unchanged: keep provenance
+        else:
+            row.append((col, normalised, "edit", weight))
+    return sorted(row, key=lambda e: (-e[1], e[0]))
+
+
+def apply_rows(projection: Projection, rows: Mapping[int, Row], history: list[dict] | None = None) -> Projection:
+    """A new Projection with the given rows replaced (everything else identical)."""
+    m = projection.matrix
+    entry_rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    keep = ~np.isin(entry_rows, np.fromiter(rows, dtype=np.int64, count=len(rows)))
+    added = [(row, col, weight, RULE_CODES.index(rule), score) for row, row_entries in rows.items()
+             for col, weight, rule, score in row_entries]  # fmt: skip
+    new = np.asarray(added, dtype=np.float64).reshape(-1, 5)
+    all_rows = np.concatenate([entry_rows[keep], new[:, 0].astype(np.int64)])
+    all_cols = np.concatenate([m.indices[keep].astype(np.int64), new[:, 1].astype(np.int64)])
+    order = np.lexsort((all_cols, all_rows))  # CSR order: by row, then column
+    data = np.concatenate([m.data[keep], new[:, 2].astype(np.float32)])[order]
+    codes = np.concatenate([projection.rules[keep], new[:, 3].astype(np.uint8)])[order]
+    scores = np.concatenate([projection.scores[keep], new[:, 4].astype(np.float32)])[order]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(all_rows, minlength=m.shape[0]))])
+    matrix = sp.csr_array((data, all_cols[order].astype(np.int32), indptr), shape=m.shape)
+    return replace(
+        projection, matrix=matrix, rules=codes, scores=scores, history=[*projection.history, *(history or [])]
+    )
