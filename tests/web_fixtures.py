@@ -8,7 +8,8 @@ Two workspaces are built per session, each in pytest's tmp dir (never in the rep
 
 Workspaces here load their vocabularies through conftest's cached `vocab()` (a 128k vocabulary takes a
 second or two to load); nothing else about them differs from what `xtoken-align serve` opens.
-Test modules pull these in with `pytest_plugins = ["web_fixtures"]`.
+Test modules pull these in with `pytest_plugins = ["web_fixtures"]` and import its helpers, so it is
+imported before pytest could rewrite its asserts: PYTEST_DONT_REWRITE.
 """
 
 from __future__ import annotations

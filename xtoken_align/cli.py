@@ -161,6 +161,18 @@ def _check_output(path: str, suffix: str) -> None:
         raise XTokenError(f"output folder {Path(path).parent} does not exist")
 
 
+def cmd_distill(args: argparse.Namespace) -> None:
+    try:
+        from xtoken_align.distill.config import DistillConfig
+        from xtoken_align.distill.runner import DistillRunner
+    except ImportError as exc:
+        raise XTokenError(f"distillation needs torch: pip install 'xtoken-align[distill]' ({exc})") from None
+
+    config = DistillConfig.load(args.config, args.overrides)
+    summary = DistillRunner(config).run(resume=args.resume)
+    print(json.dumps(summary, indent=2))
+
+
 def cmd_fetch_demos(args: argparse.Namespace) -> None:
     from xtoken_align.demo import fetch_demos
 
@@ -240,6 +252,12 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
     diag_out.add_argument("--json", action="store_true", help="print JSON")
     diag_out.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
     diag.set_defaults(run=cmd_diagnose)
+
+    distill = commands.add_parser("distill", help="distil a student from one or several teachers (torch)")
+    distill.add_argument("--config", required=True, help="run config (YAML); see xtoken_align/distill/config.py")
+    distill.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. training.steps=50")
+    distill.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output.dir")
+    distill.set_defaults(run=cmd_distill)
 
     fetch = commands.add_parser("fetch-demos", help="fetch the demo tokenizers into the user cache")
     fetch.add_argument("names", nargs="*", metavar="NAME", help="demo names (default: all)")

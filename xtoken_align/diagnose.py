@@ -43,8 +43,15 @@ from xtoken_align.reports import diagnose_text
 from xtoken_align.score import common_set
 from xtoken_align.vocab import Vocab
 
-__all__ = ["DEFAULT_CRITICAL", "diagnose", "diagnose_figures", "diagnose_html", "diagnose_text"]
-__all__ += ["unmatched_critical_csv", "check_categories"]
+__all__ = [
+    "DEFAULT_CRITICAL",
+    "check_categories",
+    "diagnose",
+    "diagnose_figures",
+    "diagnose_html",
+    "diagnose_text",
+    "unmatched_critical_csv",
+]
 
 DEFAULT_CRITICAL: tuple[str, ...] = ("digits:1", "digits:2", "digits:3", "digits:4+")
 DEFAULT_SAMPLE = "Natalia sold 48 clips in April and 124 in May, 172 in total."
@@ -89,8 +96,9 @@ def diagnose(
     if texts is not None and not any(text.strip() for text in texts):
         raise XTokenError(f"{f'corpus {corpus_name}' if corpus_name else 'the corpus'} holds no text")
     sample_text = DEFAULT_SAMPLE if sample_text is None else sample_text
-    names = sorted({_category(student, i) for i in range(student.size)}, key=lambda c: (category_rank(c), c))
-    codes = np.asarray([names.index(_category(student, i)) for i in range(student.size)], dtype=np.int64)
+    per_id = [_category(student, i) for i in range(student.size)]
+    names = sorted(set(per_id), key=lambda c: (category_rank(c), c))
+    codes = np.asarray([names.index(c) for c in per_id], dtype=np.int64)  # (V_S,) index into names
     critical_codes = [names.index(c) for c in critical if c in names]
     student_tokens = tokenize(student, texts) if texts is not None else None
     sample_ids = student.tokenizer.encode(sample_text, add_special_tokens=False).ids
@@ -110,21 +118,29 @@ def diagnose(
         strict = _strict(student, teacher)
         categories = _audit(student, teacher, projection, strict, codes, names, critical)
         recommendation, reason = _recommend(student, teacher, categories, critical, same)
-        entry = {"teacher": _info(teacher), "recommendation": recommendation, "reason": reason}
-        entry["categories"] = categories
+        corpus = None
         if student_tokens is not None:
             tokens = (student_tokens, tokenize(teacher, texts))
-            mass = corpus_mass(student, teacher, *tokens, ~strict, codes, names, critical_codes)
-            entry["corpus"] = {"name": corpus_name, "texts": len(texts)} | mass
-        entry["suppressed_sample"] = [
-            {"position": p} | _token(student, i, names[codes[i]]) for p, i in enumerate(sample_ids) if not strict[i]
-        ]
-        at_risk = np.isin(codes, critical_codes) & ~strict
-        entry["unmatched_critical"] = [
-            _token(student, i, names[codes[i]]) | {"w_row": _w_row(projection, teacher, i)}
-            for i in np.flatnonzero(at_risk).tolist()
-        ]
-        report["teachers"].append(entry)
+            corpus = {"name": corpus_name, "texts": len(texts)}
+            corpus |= corpus_mass(student, teacher, *tokens, ~strict, codes, names, critical_codes)
+        at_risk = np.flatnonzero(np.isin(codes, critical_codes) & ~strict).tolist()
+        report["teachers"].append(
+            {
+                "teacher": _info(teacher),
+                "recommendation": recommendation,
+                "reason": reason,
+                "categories": categories,
+                "corpus": corpus,
+                "suppressed_sample": [
+                    {"position": p} | _token(student, i, names[codes[i]])
+                    for p, i in enumerate(sample_ids)
+                    if not strict[i]
+                ],
+                "unmatched_critical": [
+                    _token(student, i, names[codes[i]]) | {"w_row": _w_row(projection, teacher, i)} for i in at_risk
+                ],
+            }
+        )
     return report
 
 
@@ -160,8 +176,17 @@ def _strict(student: Vocab, teacher: Vocab) -> np.ndarray:
     return np.fromiter((bool(p) and p in pieces for p in student.pieces), dtype=bool, count=student.size)
 
 
-def _audit(student, teacher, projection, strict, codes, names, critical) -> dict[str, dict]:
-    """Per category: total, strict, exact, common, covered, severity."""
+def _audit(
+    student: Vocab,
+    teacher: Vocab,
+    projection: Projection | None,
+    strict: np.ndarray,
+    codes: np.ndarray,
+    names: list[str],
+    critical: list[str],
+) -> dict[str, dict]:
+    """Per student category (`codes`: (V_S,) index into `names`): total, strict, exact, common,
+    covered, severity."""
     specials = {teacher.pieces[i] for i in teacher.special}
     exact = np.fromiter(
         (
@@ -191,7 +216,10 @@ def _audit(student, teacher, projection, strict, codes, names, critical) -> dict
     return report
 
 
-def _recommend(student, teacher, categories, critical, same) -> tuple[str, str]:
+def _recommend(
+    student: Vocab, teacher: Vocab, categories: dict[str, dict], critical: list[str], same: bool
+) -> tuple[str, str]:
+    """(recommendation, reason in one sentence), by the rule of method.md §5."""
     if same:
         return "kd", (
             f"{teacher.name} has the same canonical vocabulary as {student.name} (fingerprint "

@@ -17,7 +17,8 @@ import json
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 table { border-collapse: collapse; margin: 0.6em 0 1.2em; }
-th, td { padding: 2px 10px; border-bottom: 1px solid #ddd; text-align: left; }
+th, td { padding: 2px 10px; border-bottom: 1px solid #ddd; text-align: left; white-space: nowrap; }
+td:last-child { white-space: normal; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .ok { color: #1a7f37; } .warn { color: #9a6700; } .critical { color: #cf222e; font-weight: 600; }
 code { background: #f4f4f4; padding: 0 3px; }
@@ -56,7 +57,7 @@ def diagnose_figures(report: dict) -> list[dict]:
         xaxis={"tickvals": categories, "ticktext": ticks},
     )
     figures = [coverage]
-    with_corpus = [t for t in teachers if "corpus" in t]
+    with_corpus = [t for t in teachers if t.get("corpus")]
     if with_corpus:
         corpus_name = with_corpus[0]["corpus"]["name"]
         lost = [c for c in categories if any(t["corpus"]["categories"].get(c, {}).get("uncommon") for t in with_corpus)]

@@ -1,0 +1,149 @@
+"""`DistillConfig`: everything a distillation run needs, consumed by `DistillRunner`.
+
+Loaded from YAML, overridable from the command line with dotted `key=value` pairs
+(`training.steps=50 teachers.0.loss=h_kl`), validated at construction, and written next to every
+checkpoint so a run can be reproduced from it and its seed. `check_against_tokenizers` runs before
+any model is loaded: a cross-tokenizer teacher without W, or a W built for other tokenizers, stops
+the run with one clear line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from xtoken_align.errors import XTokenError
+
+LossName = Literal["p_kl", "h_kl", "gold", "uld", "kd"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(_Strict):
+    model: str  # HF causal LM: hub id or local folder
+    tokenizer: str | None = None  # tokenizer source (xtoken_align.sources); default: the model folder
+
+
+class TeacherSpec(ModelSpec):
+    name: str | None = None
+    projection: str | None = None  # W file (.safetensors); required unless the tokenizer is the student's
+    loss: LossName = "p_kl"
+    weight: Annotated[float, Field(ge=0)] = 1.0
+    learn_w: bool = False  # P-KL only: train W's values (sparsity fixed)
+
+
+class DataSpec(_Strict):
+    train: list[str]
+    eval: list[str] = []
+    max_length: Annotated[int, Field(ge=8)] = 256
+    limit: int | None = None  # use only the first N training texts
+
+
+class TrainingSpec(_Strict):
+    steps: Annotated[int, Field(ge=1)] = 100
+    batch_size: Annotated[int, Field(ge=1)] = 4
+    grad_accum: Annotated[int, Field(ge=1)] = 1
+    lr: Annotated[float, Field(gt=0)] = 1e-4
+    w_lr: Annotated[float, Field(gt=0)] = 1e-2
+    warmup_steps: Annotated[int, Field(ge=0)] = 10
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    clip: Annotated[float, Field(gt=0)] = 1.0
+    precision: Literal["auto", "float32", "bf16"] = "auto"  # auto: bf16 on a GPU that supports it
+    seed: int = 0
+    fsdp: bool = False  # shard the student under torchrun (models too big for one device)
+
+
+class LossSpec(_Strict):
+    aggregation: Literal["mean", "first", "chain"] = "mean"
+    topk: Annotated[int, Field(ge=1)] = 8192
+    tail: Annotated[int, Field(ge=1)] = 8192
+    tau: Annotated[float, Field(gt=0)] = 1.0
+    hkl_threshold: Annotated[float, Field(gt=0, le=1)] = 0.6
+    combine: Literal["dynamic", "fixed"] = "dynamic"
+    kd_weight: Annotated[float, Field(ge=0)] = 1.0
+    ce_weight: Annotated[float, Field(ge=0)] = 0.1
+    teacher_weighting: Literal["static", "ce", "entropy", "max_prob", "select"] = "static"
+
+
+class OutputSpec(_Strict):
+    dir: str = "runs/distill"
+    log_every: Annotated[int, Field(ge=1)] = 1
+    save_every: Annotated[int, Field(ge=1)] = 100
+    eval_every: int = 0  # 0: only at the end
+
+
+class EvalSpec(_Strict):
+    texts: Annotated[int, Field(ge=0)] = 200  # eval texts for next-token accuracy per category
+    gsm8k_problems: Annotated[int, Field(ge=0)] = 0  # greedy-generation exact match; 0 skips
+    max_new_tokens: Annotated[int, Field(ge=1)] = 64
+
+
+class DistillConfig(_Strict):
+    student: ModelSpec
+    teachers: list[TeacherSpec] = Field(min_length=1)
+    data: DataSpec
+    training: TrainingSpec = TrainingSpec()
+    loss: LossSpec = LossSpec()
+    output: OutputSpec = OutputSpec()
+    eval: EvalSpec = EvalSpec()
+
+    @model_validator(mode="after")
+    def _names(self) -> DistillConfig:
+        for position, teacher in enumerate(self.teachers):
+            if teacher.learn_w and teacher.loss != "p_kl":
+                raise ValueError(f"teachers.{position}: learn_w is for p_kl only (H-KL keeps W fixed)")
+        names = [t.name or f"teacher{i}" for i, t in enumerate(self.teachers)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"teacher names must be unique: {names}")
+        return self
+
+    def teacher_names(self) -> list[str]:
+        return [t.name or f"teacher{i}" for i, t in enumerate(self.teachers)]
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: list[str] = ()) -> DistillConfig:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise XTokenError(f"no such config file: {path}") from None
+        except yaml.YAMLError as exc:
+            raise XTokenError(f"{path}: not valid YAML ({exc})") from None
+        for item in overrides:
+            _override(data, item)
+        return cls.from_dict(data, origin=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict, origin: str = "config") -> DistillConfig:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+            raise XTokenError(f"{origin}: invalid distillation config: {problems}") from None
+
+    def dump(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _override(data: dict, item: str) -> None:
+    """Apply `a.b.0.c=value` (value parsed as YAML) to nested dicts/lists."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise XTokenError(f"override '{item}' is not key=value")
+    value = yaml.safe_load(raw)
+    *path, last = key.split(".")
+    try:
+        node = data
+        for part in path:
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+    except (ValueError, IndexError, TypeError, AttributeError):
+        raise XTokenError(f"override '{item}': '{key}' does not name a place in the config") from None

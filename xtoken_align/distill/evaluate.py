@@ -1,0 +1,113 @@
+"""Evaluation hooks of a run: next-token accuracy per category (numerals by digit count apart from
+the rest), probability mass on multi-digit numerals, GSM8K-style answer exact match by greedy
+generation, and the loss curves as a self-contained plot.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xtoken_align.distill.config import DistillConfig
+from xtoken_align.vocab import Vocab
+
+NUMERAL_GROUPS = ("digits:1", "digits:2", "digits:3", "digits:4+")
+_ANSWER = re.compile(r"####\s*(-?[\d,\.]+)")
+
+
+def _eval_texts(config: DistillConfig) -> list[str]:
+    from xtoken_align.distill.data import load_texts
+
+    files = config.data.eval or config.data.train
+    return load_texts(files, limit=config.eval.texts) if config.eval.texts else []
+
+
+@torch.no_grad()
+def next_token_report(model, vocab: Vocab, texts: list[str], device, max_length: int = 256) -> dict:
+    """Accuracy and mean probability of the true next token, per category of that token; and the
+    student's total probability mass on multi-digit numeral tokens at numeral vs other positions."""
+    model.eval()
+    categories = np.asarray(["special" if i in vocab.special else vocab.categories[i] for i in range(vocab.size)])
+    multi = torch.tensor(np.isin(categories, NUMERAL_GROUPS[1:]), device=device)
+    bos = vocab.roles().get("bos")
+    hits: dict[str, list[float]] = {}
+    for text in texts:
+        ids = vocab.tokenizer.encode(text, add_special_tokens=False).ids[: max_length - 1]
+        ids = ([bos] if bos is not None else []) + ids
+        if len(ids) < 2:
+            continue
+        inputs = torch.tensor([ids], device=device)
+        probs = torch.softmax(model(input_ids=inputs).logits[0, :-1].float(), dim=-1)
+        target = inputs[0, 1:]
+        correct = (probs.argmax(-1) == target).cpu().numpy()
+        p_true = probs.gather(-1, target[:, None])[:, 0].cpu().numpy()
+        mass = probs[:, multi].sum(-1).cpu().numpy()
+        for k, token in enumerate(target.tolist()):
+            group = categories[token] if categories[token] in NUMERAL_GROUPS else "other"
+            hits.setdefault(group, []).append(correct[k])
+            hits.setdefault(f"p:{group}", []).append(p_true[k])
+            multi_position = categories[token] in NUMERAL_GROUPS[1:]
+            hits.setdefault("multi_digit_mass@numeral" if multi_position else "multi_digit_mass@other", []).append(
+                mass[k]
+            )
+    model.train()
+    report = {}
+    for group in (*NUMERAL_GROUPS, "other"):
+        if group in hits:
+            report[group] = {
+                "tokens": len(hits[group]),
+                "accuracy": round(float(np.mean(hits[group])), 4),
+                "p_true": round(float(np.mean(hits[f"p:{group}"])), 4),
+            }
+    for key in ("multi_digit_mass@numeral", "multi_digit_mass@other"):
+        if key in hits:
+            report[key] = round(float(np.mean(hits[key])), 4)
+    return report
+
+
+@torch.no_grad()
+def answer_exact_match(model, vocab: Vocab, problems: list[dict], device, max_new_tokens: int = 64) -> dict:
+    """Greedy generation from `question\\n`; a match when the number after `####` equals the reference."""
+    model.eval()
+    bos = vocab.roles().get("bos")
+    eos = vocab.roles().get("eos")
+    correct = 0
+    for problem in problems:
+        ids = ([bos] if bos is not None else []) + vocab.tokenizer.encode(problem["question"] + "\n").ids
+        output = model.generate(
+            torch.tensor([ids], device=device), max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
+            pad_token_id=eos if eos is not None else 0,
+        )  # fmt: skip
+        text = vocab.tokenizer.decode(output[0, len(ids) :].tolist())
+        found, wanted = _ANSWER.search(text), _ANSWER.search(problem["answer"])
+        correct += bool(found and wanted and found.group(1).replace(",", "") == wanted.group(1).replace(",", ""))
+    model.train()
+    return {"problems": len(problems), "exact_match": round(correct / len(problems), 4) if problems else 0.0}
+
+
+def evaluate_student(model, vocab: Vocab, config: DistillConfig, device) -> dict:
+    summary = {"next_token": next_token_report(model, vocab, _eval_texts(config), device, config.data.max_length)}
+    if config.eval.gsm8k_problems:
+        from xtoken_align.score import default_corpus
+
+        rows = [json.loads(line) for line in default_corpus().read_text().splitlines()[: config.eval.gsm8k_problems]]
+        summary["gsm8k"] = answer_exact_match(model, vocab, rows, device, config.eval.max_new_tokens)
+    return summary
+
+
+def plot_metrics(metrics: Path, output: Path) -> None:
+    """Loss, CE and KD per step as one self-contained HTML file (plotly.js inlined)."""
+    import plotly.graph_objects as go
+
+    if not metrics.is_file():
+        return
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    figure = go.Figure()
+    for key in [k for k in rows[0] if k in ("loss", "ce", "kd") or k.startswith("kd/")]:
+        figure.add_scatter(x=[r["step"] for r in rows], y=[r.get(key) for r in rows], name=key, mode="lines")
+    figure.update_layout(title="Distillation losses", xaxis_title="step", yaxis_title="loss", template="plotly_white")
+    figure.write_html(output, include_plotlyjs=True, full_html=True)
