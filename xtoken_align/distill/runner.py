@@ -151,7 +151,9 @@ class DistillRunner:
         self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, cfg.warmup_steps, cfg.steps)
 
     # ---- training -----------------------------------------------------------------------------
-    def run(self, resume: bool = False) -> dict:
+    def run(self, resume: bool = False, stop_after: int | None = None) -> dict:
+        """Train to `training.steps` (or stop, checkpointed, after step `stop_after`: for time-boxed
+        or pre-emptible jobs; a later `resume` continues exactly where it stopped)."""
         cfg = self.config
         self._seed(cfg.training.seed)
         self._load_data()
@@ -162,7 +164,8 @@ class DistillRunner:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(cfg.dump())
         metrics_path = self.out / "metrics.jsonl"
-        bar = tqdm(range(start, cfg.training.steps), desc="distill", disable=not self.dist.main or None)
+        end = min(cfg.training.steps, stop_after or cfg.training.steps)
+        bar = tqdm(range(start, end), desc="distill", disable=not self.dist.main or None)
         last: dict = {}
         for step in bar:
             started = time.perf_counter()
@@ -174,11 +177,13 @@ class DistillRunner:
                 if step % cfg.output.log_every == 0 or step + 1 == cfg.training.steps:
                     with metrics_path.open("a") as f:
                         f.write(json.dumps(record) + "\n")
-            if (step + 1) % cfg.output.save_every == 0 or step + 1 == cfg.training.steps:
+            if (step + 1) % cfg.output.save_every == 0 or step + 1 == end:
                 self._save(step + 1)
             if cfg.output.eval_every and (step + 1) % cfg.output.eval_every == 0:
                 self._evaluate(step + 1)
-        summary = self._evaluate(cfg.training.steps) if start < cfg.training.steps else {}
+        if end < cfg.training.steps:
+            return {"last": last, "stopped_at": end}
+        summary = self._evaluate(end) if start < end else {}
         if self.dist.main:
             self._finish()
         return {"last": last, "eval": summary}
@@ -221,12 +226,12 @@ class DistillRunner:
                 kd = sum(a * k for a, k in zip(alphas, kds, strict=True))
                 loss = combine(ce, kd, cfg.loss.combine, cfg.loss.kd_weight, cfg.loss.ce_weight)
                 (loss / accum).backward()
-            sums["loss"] += float(loss) / accum
-            sums["ce"] += float(ce) / accum
-            sums["kd"] += float(kd) / accum
+            sums["loss"] += float(loss.detach()) / accum
+            sums["ce"] += float(ce.detach()) / accum
+            sums["kd"] += float(kd.detach()) / accum
             sums["tokens"] += int(batch["attention_mask"].sum())
             for plan, value in zip(self.teachers, kds, strict=True):
-                per_teacher[plan.name] = per_teacher.get(plan.name, 0.0) + float(value) / accum
+                per_teacher[plan.name] = per_teacher.get(plan.name, 0.0) + float(value.detach()) / accum
         grad_norm = torch.nn.utils.clip_grad_norm_(self.wrapped.parameters(), cfg.training.clip)
         self.optimizer.step()
         self.scheduler.step()

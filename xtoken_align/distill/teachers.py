@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from xtoken_align.distill.config import DistillConfig, TeacherSpec
+from xtoken_align.distill.config import DistillConfig, LossSpec, TeacherSpec
 from xtoken_align.errors import XTokenError
 from xtoken_align.io import load_projection
 from xtoken_align.projection import Projection
@@ -50,10 +50,26 @@ def prepare_teachers(config: DistillConfig, student: Vocab) -> list[TeacherPlan]
             hint = "use loss kd" if same else f"build one: xtoken-align build --student ... --teacher {spec.tokenizer}"
             raise XTokenError(f"{where}: loss {spec.loss} needs a W file (projection:); {hint}")
         projection = load_projection(spec.projection, student, vocab) if spec.projection else None
-        loss = make_loss(spec.loss, config=config.loss, projection=projection, student=student, teacher=vocab,
-                         learn_w=spec.learn_w)  # fmt: skip
+        loss = make_loss(spec.loss, **_loss_arguments(spec, config.loss, projection, student, vocab))
         plans.append(TeacherPlan(name, spec, vocab, same, projection, loss))
     return plans
+
+
+def _loss_arguments(spec: TeacherSpec, options: LossSpec, projection, student: Vocab, teacher: Vocab) -> dict:
+    """Constructor arguments of each loss module, from the run's loss options."""
+    from xtoken_align.distill.sparse_w import ProjectionW
+
+    if spec.loss == "kd":
+        return {"tau": options.tau}
+    shared = {"aggregation": options.aggregation, "tau": options.tau}
+    if spec.loss == "p_kl":
+        return {"w": ProjectionW.from_projection(projection, learnable=spec.learn_w), "topk": options.topk, **shared}
+    if spec.loss == "h_kl":
+        w = ProjectionW.from_projection(projection)
+        return {"w": w, "threshold": options.hkl_threshold, "tail": options.tail, **shared}
+    if spec.loss == "gold":
+        return {"student_vocab": student, "teacher_vocab": teacher, "tail": options.tail, **shared}
+    return {"tail": options.tail, **shared}  # uld
 
 
 def teacher_weights(static: list[float], stats: list[dict[str, torch.Tensor]], mode: str) -> list[torch.Tensor]:
