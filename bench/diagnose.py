@@ -15,6 +15,7 @@ import statistics
 import time
 
 from xtoken_align.diagnose import diagnose
+from xtoken_align.diagnose_corpus import end_keys, one_to_one, tokenize
 from xtoken_align.projection import build_projection
 from xtoken_align.score import default_corpus, read_corpus
 from xtoken_align.vocab import load_vocab
@@ -31,6 +32,10 @@ def tokenize_both(student, teacher, texts: list[str]) -> None:
         vocab.tokenizer.encode_batch(texts, add_special_tokens=False)
 
 
+def chunk(student, teacher, student_tokens, teacher_tokens) -> None:
+    one_to_one(end_keys(student, student_tokens), end_keys(teacher, teacher_tokens))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", nargs="+", default=["llama3:qwen3", "llama3:o200k", "llama2:llama3"])
@@ -40,20 +45,27 @@ def main() -> None:
     gsm8k = read_corpus(default_corpus())
     texts = [gsm8k[k % len(gsm8k)] for k in range(args.lines)]
     print(f"{args.lines:,} texts, {sum(len(t.encode()) for t in texts) / 1e6:.1f} MB")
-    print(f"{'pair':<16}{'floor s':>9}{'no corpus s':>13}{'corpus s':>10}{'added s':>9}{'added/floor':>13}")
+    columns = [("pair", 16), ("floor s", 9), ("no corpus s", 13), ("corpus s", 10), ("added s", 9)]
+    columns += [("added/floor", 13), ("chunking s", 12)]
+    print("".join(name.ljust(width) if name == "pair" else name.rjust(width) for name, width in columns))
     for pair in args.pairs:
         student, teacher = (load_vocab(f"demo:{name}") for name in pair.split(":"))
         teachers = [(teacher, build_projection(student, teacher, progress=False))]
         for vocab in (student, teacher):  # warm the tokenizers' thread pools
             vocab.tokenizer.encode_batch(texts[:100], add_special_tokens=False)
-        floor, base, full = [], [], []
+        floor, base, full, chunking = [], [], [], []
+        batches = (tokenize(student, texts), tokenize(teacher, texts))
         for _ in range(args.repeat):
             floor.append(seconds(tokenize_both, student, teacher, texts))
             base.append(seconds(diagnose, student, teachers, None))
             full.append(seconds(diagnose, student, teachers, texts))
-        floor_s, base_s, full_s = (statistics.median(x) for x in (floor, base, full))
+            chunking.append(seconds(chunk, student, teacher, *batches))
+        floor_s, base_s, full_s, chunk_s = (statistics.median(x) for x in (floor, base, full, chunking))
         added = full_s - base_s
-        print(f"{pair:<16}{floor_s:>9.2f}{base_s:>13.2f}{full_s:>10.2f}{added:>9.2f}{added / floor_s:>13.2f}")
+        print(
+            f"{pair:<16}{floor_s:>9.2f}{base_s:>13.2f}{full_s:>10.2f}{added:>9.2f}{added / floor_s:>13.2f}"
+            f"{chunk_s:>12.2f}"
+        )
 
 
 if __name__ == "__main__":

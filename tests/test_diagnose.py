@@ -151,6 +151,16 @@ def test_one_to_one_matches_a_byte_walk(student: str, teacher: str) -> None:
     assert 0 < np.mean(flags) < 1
 
 
+@pytest.mark.parametrize("name", ["llama3", "qwen3", "llama2", "mistral-v1", "qwen-tiktoken"])
+def test_byte_offsets_end_where_the_text_ends(name: str) -> None:
+    # mistral-v1 adds no dummy '▁' before a text that starts with a space; llama2 does.
+    texts = [" x", "x", "   leading spaces", "a  b", "", gsm8k("test")[0]]
+    tokens = tokenize(vocab(name), texts)
+    keys = end_keys(vocab(name), tokens)
+    last = (np.cumsum(tokens[1]) - 1)[tokens[1] > 0]
+    assert (keys[last] % (1 << 40)).tolist() == [len(t.encode()) for t in texts if t]
+
+
 def test_ten_thousand_lines_scale_linearly(tmp_path: Path) -> None:
     from xtoken_align.score import read_corpus
 

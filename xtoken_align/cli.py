@@ -169,7 +169,7 @@ def cmd_distill(args: argparse.Namespace) -> None:
         raise XTokenError(f"distillation needs torch: pip install 'xtoken-align[distill]' ({exc})") from None
 
     config = DistillConfig.load(args.config, args.overrides)
-    summary = DistillRunner(config).run(resume=args.resume)
+    summary = DistillRunner(config).run(resume=args.resume, stop_after=args.stop_after)
     print(json.dumps(summary, indent=2))
 
 
@@ -257,6 +257,7 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
     distill.add_argument("--config", required=True, help="run config (YAML); see xtoken_align/distill/config.py")
     distill.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. training.steps=50")
     distill.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output.dir")
+    distill.add_argument("--stop-after", type=int, help="checkpoint and exit after this step (resume later)")
     distill.set_defaults(run=cmd_distill)
 
     fetch = commands.add_parser("fetch-demos", help="fetch the demo tokenizers into the user cache")

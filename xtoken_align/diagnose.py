@@ -15,14 +15,14 @@ all counted over student token ids (unused ids left out, special tokens as categ
 - recommendation: "kd" when both tokenizers share one canonical vocabulary (equal fingerprints);
   "p_kl" when a critical category has a strict share below 0.95 (GOLD's common-set KL pushes those
   logits down whatever the target, method.md §1); else "h_kl".
-- corpus: every student token of every text (no BOS) is a next-token target. `suppressed_mass` is
+- corpus (null without texts): every student token of every text (no BOS) is a next-token target. `suppressed_mass` is
   the share of them outside the strict set: the ground truth GOLD pushes down and P-KL keeps. Chunks
   close where both tokenisations reach the same byte offset (method.md §3); a student position is
   "not 1:1" when its chunk is not one student token facing one teacher token.
 
 Left out: anything that needs a model (teacher probabilities, gradients) and the sequence aligner of
 training; the byte-offset walk here assumes both tokenizers keep the text's bytes (no normaliser).
-Renderings (text, CSV, plotly figures, HTML) are re-exported here from `reports` and `diagnose_html`.
+The text, figure and HTML renderings are re-exported here from `reports` and `diagnose_html`.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import numpy as np
 
 from xtoken_align.vocab import Vocab
 
-TokenBatch = tuple[np.ndarray, np.ndarray]  # (ids of every text, concatenated; tokens per text)
+TokenBatch = tuple[np.ndarray, np.ndarray, np.ndarray]  # (ids of all texts, concatenated; tokens, bytes per text)
 TEXT_STRIDE = 1 << 40  # a (text index, byte offset) pair packed into one int64 key
 
 
@@ -25,13 +25,14 @@ def tokenize(vocab: Vocab, texts: list[str]) -> TokenBatch:
     encodings = vocab.tokenizer.encode_batch(texts, add_special_tokens=False)
     lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
     ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int64, count=int(lengths.sum()))
-    return ids, lengths
+    return ids, lengths, np.fromiter((len(t.encode("utf-8")) for t in texts), dtype=np.int64, count=len(texts))
 
 
 def end_keys(vocab: Vocab, tokens: TokenBatch) -> np.ndarray:
     """(N,) increasing keys `text * TEXT_STRIDE + byte offset where the token ends`, from canonical
-    byte lengths; the SentencePiece space that decoding drops at a text's start is taken off."""
-    ids, lengths = tokens
+    byte lengths. A SentencePiece dummy prefix (the text's tokens hold one byte more than the text and
+    the first starts with a space) is taken off; a text that already starts with a space has none."""
+    ids, lengths, text_bytes = tokens
     sizes = np.fromiter((len(b) for b in vocab.token_bytes), dtype=np.int64, count=vocab.size)[ids]
     ends = np.cumsum(sizes)
     first = (np.cumsum(lengths) - lengths)[lengths > 0]
@@ -39,7 +40,8 @@ def end_keys(vocab: Vocab, tokens: TokenBatch) -> np.ndarray:
     base[lengths > 0] = ends[first] - sizes[first]
     if vocab.strips_leading_space:
         spaced = np.fromiter((b.startswith(b" ") for b in vocab.token_bytes), dtype=bool, count=vocab.size)
-        base[lengths > 0] += spaced[ids[first]]
+        extra = np.add.reduceat(sizes, first) - text_bytes[lengths > 0] if len(first) else 0
+        base[lengths > 0] += spaced[ids[first]] & (extra > 0)
     text = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
     return text * TEXT_STRIDE + ends - np.repeat(base, lengths)
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import html
 import json
 
+from xtoken_align.errors import XTokenError
+
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 table { border-collapse: collapse; margin: 0.6em 0 1.2em; }
@@ -28,8 +30,7 @@ details { margin-bottom: 1.5em; }
 
 def diagnose_figures(report: dict) -> list[dict]:
     """Plotly figure specs: strict coverage per category (always), corpus mass (with a corpus)."""
-    import plotly.graph_objects as go
-
+    go = _plotly().graph_objects
     teachers = report["teachers"]
     critical = set(report["critical"])
     categories = list(teachers[0]["categories"]) if teachers else []
@@ -85,8 +86,7 @@ def diagnose_figures(report: dict) -> list[dict]:
 
 def diagnose_html(report: dict) -> str:
     """One HTML page: recommendations, figures, and every teacher's tables; plotly.js inline."""
-    from plotly.offline import get_plotlyjs
-
+    get_plotlyjs = _plotly().offline.get_plotlyjs
     e = html.escape
     student = report["student"]
     parts = [
@@ -140,6 +140,15 @@ def diagnose_html(report: dict) -> str:
         f"<script>{get_plotlyjs()}</script></head>\n<body>\n" + "\n".join(parts) + f"\n<script>{plots}</script>\n"
         "</body></html>\n"
     )
+
+
+def _plotly():
+    try:
+        import plotly.graph_objects
+        import plotly.offline
+    except ImportError:
+        raise XTokenError("figures and HTML reports need plotly: pip install 'xtoken-align[web]'") from None
+    return plotly
 
 
 def _loss(teacher: dict) -> str:
