@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import sqlite3
 import threading
 import zipfile
 from dataclasses import replace
@@ -20,7 +21,7 @@ import numpy as np
 import polars as pl
 import pytest
 from conftest import gsm8k, vocab
-from web_fixtures import STUDENT, TEACHER_KEYS, TEACHERS, cached_vocab, client_for, copy_workspace, quiet
+from web_fixtures import STUDENT, TEACHER_KEYS, TEACHERS, client_for, copy_workspace, quiet
 
 from webapp.workspace import Workspace
 from xtoken_align.errors import XTokenError
@@ -295,7 +296,12 @@ def test_other_side_spells_the_same_bytes(web_client, piece: str) -> None:
 
 def test_special_token_detail_has_roles(web_client) -> None:
     detail = web_client.get("/api/tokens/student/1", params={"teacher": LLAMA3}).json()
-    assert (detail["piece"], detail["category"], detail["roles"], detail["other_side"]) == ("<s>", "special", ["bos"], [])
+    assert (detail["piece"], detail["category"], detail["roles"], detail["other_side"]) == (
+        "<s>",
+        "special",
+        ["bos"],
+        [],
+    )
     assert [e["piece"] for e in detail["row"]] == ["<|begin_of_text|>"]
 
 
@@ -325,7 +331,7 @@ def test_demo_qwen_digit_column_holds_llama3_345(demo_client) -> None:
 
 @pytest.mark.parametrize(
     ("side", "token_id", "status"),
-    [("student", 32000, 404), ("student", -1, 404), ("teacher", 128256, 404), ("teacher", 10**30, 422),
+    [("student", 32000, 404), ("student", -1, 404), ("teacher", 128256, 404), ("teacher", 10**30, 404),
      ("neither", 5, 422), ("student", "abc", 422)],
 )  # fmt: skip
 def test_bad_token_ids(web_client, side: str, token_id, status: int) -> None:
@@ -400,16 +406,28 @@ def test_demo_pair_view_splits_numerals(demo_client) -> None:
     assert {number + 1, number + 2, number + 4} <= set(view["disagreeing_boundaries"])
 
 
-@pytest.mark.parametrize("text", ["", " ", "   leading spaces", "\x00\n\t é😀 €", "ℵ₀ — ﬁ 12\r\n", "<script>x</script>"])
-def test_pair_view_edge_texts(web_client, text: str) -> None:
-    for key in TEACHER_KEYS:
-        response = web_client.post("/api/pair", json={"text": text, "teacher": key})
-        assert response.status_code == 200, response.text
-        view = response.json()
-        if text:
-            check_pair(view, text)
-        else:
-            assert view == {"student": [], "teacher": [], "chunks": [], "disagreeing_boundaries": []}
+EDGE_TEXTS = ["", "\n x", "\x00\n\t é😀 €", "ℵ₀ — ﬁ 12\r\n", "<script>x</script>", "tab\tand  two spaces"]
+SPACE_FIRST = [" ", " x", "   leading spaces"]
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (text, key)
+        for text in EDGE_TEXTS + SPACE_FIRST
+        for key in TEACHER_KEYS
+        if not (key == MISTRAL and text[:1] == " ")
+    ]
+    + [pytest.param(text, MISTRAL) for text in SPACE_FIRST],
+)
+def test_pair_view_edge_texts(web_client, text: str, key: str) -> None:
+    response = web_client.post("/api/pair", json={"text": text, "teacher": key})
+    assert response.status_code == 200, response.text
+    view = response.json()
+    if text:
+        check_pair(view, text)
+    else:
+        assert view == {"student": [], "teacher": [], "chunks": [], "disagreeing_boundaries": []}
 
 
 def test_pair_view_limits(web_workspace) -> None:
@@ -425,12 +443,6 @@ def test_pair_view_limits(web_workspace) -> None:
     assert default.post("/api/pair", json={"text": 5, "teacher": LLAMA3}).status_code == 422
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG webapp/app.py guard: max_body_bytes is enforced only from the Content-Length header, so a "
-    "chunked request (Transfer-Encoding: chunked, no Content-Length) of any size is read and handled (200); "
-    "FastAPI's own max_body_size (which counts streamed bytes) is not used",
-)
 def test_chunked_body_over_the_limit_is_413(web_workspace) -> None:
     client = client_for(web_workspace, max_body_bytes=2_000)
     body = json.dumps({"text": "a", "teacher": LLAMA3, "padding": "x" * 50_000}).encode()
@@ -475,6 +487,12 @@ def test_put_keeps_provenance_of_unchanged_entries(fresh_client, web_workspace) 
     assert [e["weight"] for e in row] == pytest.approx([w for _, w, _, _ in base], abs=1e-6)
 
 
+@pytest.fixture(scope="module")
+def rejecting_client(web_workspace, tmp_path_factory):
+    """One editable workspace for the edits that must be refused (each test checks that none was stored)."""
+    return client_for(copy_workspace(web_workspace, tmp_path_factory.mktemp("rejects") / "workspace"))
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -496,15 +514,33 @@ def test_put_keeps_provenance_of_unchanged_entries(fresh_client, web_workspace) 
         ("{not json", "json"),
     ],
 )
-def test_invalid_edits_are_422_and_change_nothing(fresh_workspace, body: str, message: str) -> None:
-    client = client_for(fresh_workspace())
+def test_invalid_edits_are_422_and_change_nothing(rejecting_client, body: str, message: str) -> None:
+    client = rejecting_client
     sid = pid(vocab("llama2"), "▁Hello")
     before = detail(client, sid)
-    response = client.put(f"/api/teachers/{LLAMA3}/rows/{sid}", content=body, headers={"content-type": "application/json"})
+    response = client.put(
+        f"/api/teachers/{LLAMA3}/rows/{sid}", content=body, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422, response.text
     assert message.lower() in json.dumps(response.json()["detail"]).lower()
     assert detail(client, sid) == before
     assert client.get(f"/api/teachers/{LLAMA3}/history").json()["count"] == 0
+
+
+def test_edits_never_leave_zero_weight_entries(fresh_client, tmp_path: Path) -> None:
+    underflow = fresh_client.put(
+        f"/api/teachers/{LLAMA3}/rows/1001",
+        content='{"entries":[{"teacher_id":1,"weight":1e6},{"teacher_id":2,"weight":5e-324}],"version":0}',
+        headers={"content-type": "application/json"},
+    )
+    tiny = put_row(fresh_client, 1000, [(1, 1.0), (2, 1e-50)], 0)
+    for response in (underflow, tiny):
+        if response.status_code == 200:
+            assert all(e["weight"] > 0 for e in response.json()["row"]), response.text
+    with zipfile.ZipFile(io.BytesIO(download(fresh_client, "safetensors").content)) as archive:
+        archive.extractall(tmp_path)
+    projection = load_projection(tmp_path / "W-llama2-llama3.safetensors")
+    assert (projection.matrix.data > 0).all()
 
 
 @pytest.mark.parametrize("sid", [32000, -1, 10**20])
@@ -607,36 +643,35 @@ def test_edits_show_in_search_detail_columns_and_pair_view(fresh_client) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG webapp/workspace.py TeacherState.column iterates self.edited (a dict) without the workspace lock "
-    "while Workspace.edit inserts new rows into it from another request thread: GET /api/tokens/teacher/{id} "
-    "answers 500 (RuntimeError: dictionary changed size during iteration) when it runs during a PUT of a new row. "
-    "TeacherState.merged (exports) and the diagnosis cache key iterate it the same way",
-)
-def test_teacher_column_during_concurrent_edits_never_500(fresh_workspace) -> None:
+def test_teacher_column_while_rows_are_edited(fresh_workspace) -> None:
     workspace = fresh_workspace()
-    client = client_for(workspace)
-    for sid in range(3000, 3300):  # many edited rows pointing at teacher token 10 make the iteration long
-        workspace.edit(LLAMA3, sid, 0, [(10, 1.0), (11, 1.0)], "")
-    statuses: list[int] = []
+    workspace.store.close()
+    with sqlite3.connect(workspace.store.path) as db:  # 1,000 edited rows pointing at teacher token 10
+        row = json.dumps([[10, 0.5, "edit", 1.0], [11, 0.5, "edit", 1.0]])
+        db.executemany("INSERT INTO rows VALUES (?, ?, 1, ?)", [(LLAMA3, sid, row) for sid in range(3000, 4000)])
+    workspace = Workspace(workspace.folder, STUDENT, list(TEACHERS), log=quiet)
+    state = workspace.teacher(LLAMA3)
+    errors: list[BaseException] = []
     stop = threading.Event()
 
-    def read_column() -> None:
+    def read_column() -> None:  # what the route does on every GET of teacher token 10
         while not stop.is_set():
-            statuses.append(client.get("/api/tokens/teacher/10", params={"teacher": LLAMA3}).status_code)
+            try:
+                assert len(state.column(10)) >= 1000
+            except BaseException as exc:  # noqa: BLE001 (reported below)
+                errors.append(exc)
 
     reader = threading.Thread(target=read_column)
     reader.start()
     try:
-        for sid in range(5000, 5400):
-            assert put_row(client, sid, [(10, 1)], 0).status_code == 200
-            if 500 in statuses:
+        for sid in range(5000, 5300):  # what PUT /api/teachers/llama3/rows/{sid} does
+            workspace.edit(LLAMA3, sid, 0, [(10, 1.0)], "")
+            if errors:
                 break
     finally:
         stop.set()
         reader.join()
-    assert statuses and set(statuses) == {200}
+    assert errors == []
 
 
 # ---------------------------------------------------------------- exports
@@ -738,7 +773,9 @@ def example_path(path: str) -> str:
 
 def test_access_token_guards_every_api_call(web_workspace) -> None:
     client = client_for(web_workspace, access_token="s3cret")
-    operations = [(method, example_path(path)) for path, item in client.app.openapi()["paths"].items() for method in item]
+    operations = [
+        (method, example_path(path)) for path, item in client.app.openapi()["paths"].items() for method in item
+    ]
     assert len(operations) >= 10 and all(path.startswith("/api/") for _, path in operations)
     for method, path in operations:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cre"}):
@@ -786,15 +823,9 @@ def test_index_page_has_no_inline_scripts(web_client) -> None:
     assert scripts and all('src="/' in attributes and not body.strip() for attributes, body in scripts)
     assert not re.search(r"\son\w+\s*=", html, flags=re.I)  # no inline event handlers
     for tag, url in re.findall(r"<(script|link)\b[^>]*?(?:src|href)=\"([^\"]*)\"", html, flags=re.I):
-        assert url.startswith("/") and not url.startswith("//"), (tag, url)  # nothing from a CDN
+        assert url.startswith(("/", "data:")) and not url.startswith("//"), (tag, url)  # nothing from a CDN
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG webapp/app.py: /docs is FastAPI's default Swagger UI page, which loads swagger-ui-bundle.js from "
-    "cdn.jsdelivr.net and starts it with an inline <script>, but the app's own CSP (script-src 'self') is sent "
-    "with it, so a browser blocks both and /docs renders blank (and the issue wants nothing from a CDN)",
-)
 def test_docs_page_works_under_its_own_csp(web_client) -> None:
     response = web_client.get("/docs")
     script_src = csp_directives(response.headers["content-security-policy"])["script-src"]
@@ -833,7 +864,9 @@ def test_serve_refuses_a_projection_for_other_tokenizers(web_workspace, tmp_path
     from webapp.cli import main
 
     llama3_w = web_workspace.folder / "W-llama3.safetensors"
-    with pytest.raises(XTokenError, match="teacher tokenizer mistral-v1 has 32,768 tokens but W was built for llama3"):
+    with pytest.raises(
+        XTokenError, match="teacher tokenizer mistral-v1 has 32,000 tokens but W was built for llama3 with 128,256"
+    ):
         Workspace(tmp_path / "a", STUDENT, ["demo:mistral-v1"], [str(llama3_w)], log=quiet)
     code = main(["serve", "--student", STUDENT, "--teacher", "demo:mistral-v1", "--projection", str(llama3_w),
                  "--workspace", str(tmp_path / "b")])  # fmt: skip
@@ -857,13 +890,6 @@ def test_serve_needs_student_and_teacher(capsys) -> None:
     assert "serve needs --student and --teacher (or --demo)" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG webapp/workspace.py _base_projection + xtoken_align/io.py save_projection: W-<teacher>.safetensors "
-    "and its .json sidecar are two separate atomic renames; a SIGKILL between them (first start, or any start "
-    "with --projection) leaves the tensor file without a sidecar, and every later start fails with "
-    "'its sidecar W-<teacher>.json is missing' instead of rebuilding (or re-importing) W",
-)
 def test_workspace_recovers_from_a_w_file_without_its_sidecar(web_workspace, tmp_path: Path, _cached_vocabs) -> None:
     folder = copy_workspace(web_workspace, tmp_path / "ws").folder
     (folder / "W-mistral-v1.json").unlink()  # what a kill between the two renames leaves

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import plotly
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
+from webapp.limits import BodyLimit
 from webapp.routes import ROUTERS
 from webapp.settings import Settings
 from webapp.workspace import UnknownTeacher, Workspace
@@ -30,9 +33,26 @@ CSP = (
 )
 
 
+# Swagger UI from the installed swagger-ui-bundle package, started by a file: no CDN, no inline script.
+DOCS_PAGE = """<!doctype html><html><head><title>xtoken-align API</title><link rel="icon" href="data:,">
+<link rel="stylesheet" href="/vendor/swagger/swagger-ui.css"></head><body><div id="swagger-ui"></div>
+<script src="/vendor/swagger/swagger-ui-bundle.js"></script><script src="/static/swagger-init.js"></script>
+</body></html>"""
+
+
+def _printable(text: str) -> str:
+    """Messages may quote user input; lone surrogates cannot be sent as UTF-8, so escape them."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def create_app(settings: Settings, workspace: Workspace | None = None) -> FastAPI:
     """Build the app; opens (or creates) the workspace unless one is given."""
-    app = FastAPI(title="xtoken-align", version=__version__, summary="Browse, edit and export X-Token projections")
+    app = FastAPI(
+        title="xtoken-align",
+        version=__version__,
+        summary="Browse, edit and export X-Token projections",
+        docs_url=None,  # served below from the installed swagger-ui-bundle, not a CDN
+    )
     app.state.settings = settings
     app.state.workspace = workspace or Workspace(
         settings.workspace, settings.student, list(settings.teachers), list(settings.projections) or None
@@ -40,9 +60,6 @@ def create_app(settings: Settings, workspace: Workspace | None = None) -> FastAP
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_body_bytes:
-            return JSONResponse({"detail": f"request body over {settings.max_body_bytes:,} bytes"}, status_code=413)
         if settings.access_token and request.url.path.startswith("/api/"):
             given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
             given = given or request.query_params.get("token", "")
@@ -55,7 +72,15 @@ def create_app(settings: Settings, workspace: Workspace | None = None) -> FastAP
 
     @app.exception_handler(XTokenError)
     async def user_error(request: Request, exc: XTokenError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404 if isinstance(exc, UnknownTeacher) else 422)
+        return JSONResponse(
+            {"detail": _printable(str(exc))}, status_code=404 if isinstance(exc, UnknownTeacher) else 422
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 naming each problem, without echoing the input (it may not even be encodable)."""
+        problems = [{"loc": list(e.get("loc", ())), "msg": _printable(str(e.get("msg", "")))} for e in exc.errors()]
+        return JSONResponse({"detail": problems}, status_code=422)
 
     for router in ROUTERS:
         app.include_router(router, prefix="/api")
@@ -64,9 +89,16 @@ def create_app(settings: Settings, workspace: Workspace | None = None) -> FastAP
     def plotly_js() -> FileResponse:
         return FileResponse(PLOTLY_JS, media_type="text/javascript")
 
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(DOCS_PAGE)
+
+    app.mount("/vendor/swagger", StaticFiles(directory=swagger_ui_path), name="swagger")
+
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -53,6 +53,7 @@ class TeacherState:
         self.degrees = np.diff(self.base.matrix.indptr).astype(np.int64)
         for sid in np.flatnonzero(self.degrees):
             self.rules[sid] = self.base.row(int(sid))[0][2]
+        self.student_matched = np.isin(self.rules, ONE_HOT_RULES)
         self.teacher_rules = np.full(self.vocab.size, "", dtype=object)  # teacher tokens have no rule of their own
         self.columns = self.base.matrix.tocsc()
         self._refresh_columns()
@@ -69,10 +70,11 @@ class TeacherState:
 
     def column(self, tid: int) -> list[tuple[int, float, str]]:
         """Student tokens mapping onto teacher token `tid`, heaviest first."""
+        edited = dict(self.edited)  # a snapshot: edits land from other request threads
         start, end = self.columns.indptr[tid], self.columns.indptr[tid + 1]
-        found = {int(s): None for s in self.columns.indices[start:end] if int(s) not in self.edited}
+        found = {int(s): None for s in self.columns.indices[start:end] if int(s) not in edited}
         out = [(sid, *next((w, r) for c, w, r, _ in self.base.row(sid) if c == tid)) for sid in found]
-        out += [(sid, w, r) for sid, (_, row) in self.edited.items() for c, w, r, _ in row if c == tid]
+        out += [(sid, w, r) for sid, (_, row) in edited.items() for c, w, r, _ in row if c == tid]
         return sorted(out, key=lambda e: (-e[1], e[0]))
 
     def apply(self, change: Change) -> None:
@@ -81,16 +83,17 @@ class TeacherState:
         self._refresh_columns()
 
     def merged(self, history: list[dict]) -> Projection:
-        return apply_rows(self.base, {sid: row for sid, (_, row) in self.edited.items()}, history)
+        return apply_rows(self.base, {sid: row for sid, (_, row) in dict(self.edited).items()}, history)
 
     def _summarise(self, sid: int, row: Row) -> None:
         self.rules[sid] = row[0][2] if row else ""
         self.degrees[sid] = len(row)
+        self.student_matched[sid] = self.rules[sid] in ONE_HOT_RULES
 
     def _refresh_columns(self) -> None:
         """Per teacher token: how many student rows point at it, and whether one is a one-hot match."""
         size = self.vocab.size
-        rows = [(sid, row) for sid, (_, row) in self.edited.items()]
+        rows = [(sid, row) for sid, (_, row) in dict(self.edited).items()]
         m = self.base.matrix
         entry_rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
         keep = ~np.isin(entry_rows, [sid for sid, _ in rows])
@@ -101,10 +104,6 @@ class TeacherState:
             for col, _, rule, _ in row:
                 self.teacher_degrees[col] += 1
                 self.teacher_matched[col] |= rule in ONE_HOT_RULES
-
-    @property
-    def student_matched(self) -> np.ndarray:
-        return np.isin(self.rules, ONE_HOT_RULES)
 
 
 def _rule_codes() -> tuple[str, ...]:
@@ -203,7 +202,10 @@ class Workspace:
             save_projection(projection, path)
             return projection
         if path.is_file():
-            return load_projection(path, self.student, vocab)
+            try:
+                return load_projection(path, self.student, vocab)
+            except XTokenError as exc:  # e.g. killed between writing W and its sidecar: W is derived, rebuild
+                log(f"rebuilding W for {key}: {exc}")
         log(f"building W for {key} (default rules)")
         projection = build_projection(self.student, vocab, progress=False)
         save_projection(projection, path)

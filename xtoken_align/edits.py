@@ -50,6 +50,8 @@ def normalise_row(
             return []
         raise XTokenError("a token that can appear in text needs at least one entry with a positive weight")
     total = math.fsum(weight for _, weight in pairs)
+    # Weights too small to survive float32 (what W files store) are dropped, not kept as zeros.
+    pairs = [(col, weight) for col, weight in pairs if np.float32(weight / total) > 0]
     before = {col: (weight, rule, score) for col, weight, rule, score in current}
     row: Row = []
     for col, weight in pairs:

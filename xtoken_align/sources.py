@@ -199,7 +199,7 @@ def _load_sentencepiece(path: Path) -> LoadedTokenizer:
     """A SentencePiece model as a `tokenizers.Tokenizer`, assembled the way transformers' LlamaConverter
     does (its own entry point is broken in transformers 5 for BPE models); pieces and merges come from
     transformers' `SentencePieceExtractor`, so no BPE logic is written here."""
-    from tokenizers import decoders, models, pre_tokenizers
+    from tokenizers import decoders, models, normalizers, pre_tokenizers
     from transformers.convert_slow_tokenizer import SentencePieceExtractor, generate_merges
 
     try:
@@ -222,14 +222,11 @@ def _load_sentencepiece(path: Path) -> LoadedTokenizer:
             extracted["vocab"], merges, unk_token=unk, fuse_unk=True, byte_fallback=trainer.byte_fallback
         )
     tokenizer = Tokenizer(model)
-    # SentencePiece merges within words only; a word is a run of "▁" plus the text up to the next "▁".
-    prepend = "first" if normalizer.add_dummy_prefix else "never"
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Metaspace("\u2581", prepend_scheme=prepend, split=False),
-            pre_tokenizers.Split(Regex("\u2581+[^\u2581]*|[^\u2581]+"), behavior="isolated"),
-        ]
-    )
+    # SentencePiece's own normalisation: a dummy "▁" before the text (always), spaces as "▁"; then it
+    # merges within words only, a word being a run of "▁" plus the text up to the next "▁".
+    steps = [normalizers.Prepend("\u2581")] if normalizer.add_dummy_prefix else []
+    tokenizer.normalizer = normalizers.Sequence([*steps, normalizers.Replace(" ", "\u2581")])
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("\u2581+[^\u2581]*|[^\u2581]+"), behavior="isolated")
     ends = [decoders.Strip(" ", 1, 0)] if normalizer.add_dummy_prefix else []
     tokenizer.decoder = decoders.Sequence(
         [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(), *ends]

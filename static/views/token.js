@@ -27,7 +27,7 @@ export async function renderToken(main, route) {
 
 function column(token) {
   return h("section", {},
-    h("h2", {}, `Student tokens mapping onto it (${token.column.length})`),
+    h("h2", {}, `Student tokens mapping onto it (${token.column_count.toLocaleString()}${token.column_count > token.column.length ? `, heaviest ${token.column.length} shown` : ""})`),
     h("table", { class: "entries" },
       h("thead", {}, h("tr", {}, h("th", {}, "student token"), h("th", {}, "weight"), h("th", {}, "rule"))),
       h("tbody", {}, token.column.map((c) => h("tr", {},

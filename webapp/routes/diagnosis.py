@@ -25,8 +25,8 @@ def diagnosis(workspace: WorkspaceDep, corpus_texts: Annotated[int, Query(ge=0, 
     """{"report": <diagnose JSON>, "figures": [plotly figure specs]} for all teachers of the workspace.
     `corpus_texts` GSM8K test problems are used for the corpus measurements (0 skips them)."""
     revision = tuple(
-        (key, len(state.edited), sum(version for version, _ in state.edited.values()))
-        for key, state in workspace.teachers.items()
+        (key, len(edited), sum(version for version, _ in edited.values()))
+        for key, edited in ((key, dict(state.edited)) for key, state in workspace.teachers.items())
     )
     key = (id(workspace), revision, corpus_texts)
     with _lock:

@@ -17,6 +17,10 @@ router = APIRouter(tags=["pair"])
 def pair_view(request: PairRequest, workspace: WorkspaceDep, settings: SettingsDep) -> PairView:
     if len(request.text) > settings.max_text_chars:
         raise HTTPException(413, f"text of {len(request.text):,} characters; the limit is {settings.max_text_chars:,}")
+    try:
+        request.text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise HTTPException(422, "text holds a lone surrogate (not valid Unicode text)") from None
     state = workspace.teacher(request.teacher)
     student, teacher = workspace.student, state.vocab
     s_ids = student.tokenizer.encode(request.text, add_special_tokens=False).ids

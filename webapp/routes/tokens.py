@@ -9,6 +9,7 @@ from webapp.schemas import ColumnEntry, Side, TokenDetail
 from webapp.views import category, entries, pieces
 
 router = APIRouter(tags=["tokens"])
+COLUMN_LIMIT = 200
 
 
 @router.get("/tokens/{side}/{token_id}", response_model=TokenDetail)
@@ -32,11 +33,12 @@ def token_detail(side: Side, token_id: int, teacher: str, workspace: WorkspaceDe
         detail.version, row = state.row(token_id)
         detail.row = entries(state.vocab, row)
     else:
-        student = workspace.student
+        student, column = workspace.student, state.column(token_id)
         detail.column = [
             ColumnEntry(student_id=s, piece=student.pieces[s], display=student.display(s), weight=w, rule=r)
-            for s, w, r in state.column(token_id)[:200]
+            for s, w, r in column[:COLUMN_LIMIT]
         ]
+        detail.column_count = len(column)
     return detail
 
 

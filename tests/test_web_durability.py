@@ -1,0 +1,276 @@
+"""Durability of edits against the real server process: SIGKILL right after (and during) acknowledged edits,
+then a restart on the same workspace must show every acknowledged edit, intact versions and history, a
+consistent database and no partial W files. Also: two tabs editing one row cannot overwrite each other.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from xtoken_align.io import load_projection
+
+pytestmark = pytest.mark.slow
+
+TEACHER = "mistral-v1"
+ROWS = f"/api/teachers/{TEACHER}/rows"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, process: subprocess.Popen, url: str) -> None:
+        self.process, self.url = process, url
+
+    def kill(self) -> None:
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        assert self.process.returncode == -signal.SIGKILL
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[[Path], Server]]:
+    """Start `serve` (llama2 student, mistral-v1 teacher) on a workspace; wait until /api/meta answers."""
+    started: list[subprocess.Popen] = []
+
+    def start(workspace: Path) -> Server:
+        port = free_port()
+        command = [
+            sys.executable, "-m", "webapp.cli", "serve", "--student", "demo:llama2", "--teacher", "demo:mistral-v1",
+            "--workspace", str(workspace), "--port", str(port),
+        ]  # fmt: skip
+        log = tmp_path / f"server-{len(started)}.log"
+        with open(log, "w") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        started.append(process)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"server exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{url}/api/meta", timeout=2).status_code == 200:
+                    return Server(process, url)
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise AssertionError(f"server did not answer within 180 s:\n{log.read_text()}")
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def put(client: httpx.Client, sid: int, entries: list[tuple[int, float]], version: int, note: str) -> httpx.Response:
+    body = {"entries": [{"teacher_id": t, "weight": w} for t, w in entries], "version": version, "note": note}
+    return client.put(f"{ROWS}/{sid}", json=body)
+
+
+def pairs(row: list[dict]) -> list[tuple[int, float]]:
+    return [(e["teacher_id"], round(e["weight"], 6)) for e in row]
+
+
+def detail(client: httpx.Client, sid: int) -> dict:
+    response = client.get(f"/api/tokens/student/{sid}", params={"teacher": TEACHER})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def run_threads(target: Callable[[int], None], firsts: tuple[int, ...]) -> None:
+    """Run `target(first)` in one thread per value; re-raise the first error any of them hit."""
+    errors: list[BaseException] = []
+
+    def guarded(first: int) -> None:
+        try:
+            target(first)
+        except BaseException as exc:  # noqa: BLE001 (re-raised in the test's thread)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(first,)) for first in firsts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def check_workspace_files(folder: Path) -> None:
+    """Nothing half-written: no temporary files, every W file whole and matching its sidecar."""
+    names = sorted(p.name for p in folder.iterdir())
+    assert not [n for n in names if n.endswith(".tmp") or n.startswith(".")], names
+    assert {"workspace.json", f"W-{TEACHER}.safetensors", f"W-{TEACHER}.json", "edits.sqlite"} <= set(names)
+    assert set(names) <= {"workspace.json", f"W-{TEACHER}.safetensors", f"W-{TEACHER}.json", "edits.sqlite",
+                          "edits.sqlite-wal", "edits.sqlite-shm"}  # fmt: skip
+    assert load_projection(folder / f"W-{TEACHER}.safetensors").shape == (32000, 32000)
+
+
+def check_database(folder: Path, history_rows: int, edited_rows: int) -> None:
+    with sqlite3.connect(folder / "edits.sqlite") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("SELECT count(*) FROM history WHERE teacher = ?", (TEACHER,)).fetchone()[0] == history_rows
+        assert db.execute("SELECT count(*) FROM rows WHERE teacher = ?", (TEACHER,)).fetchone()[0] == edited_rows
+    db.close()
+
+
+def test_acknowledged_edits_survive_sigkill(start_server, tmp_path: Path) -> None:
+    workspace = tmp_path / "workspace"
+    server = start_server(workspace)
+    acked: dict[int, tuple[int, list[tuple[int, float]]]] = {}  # student id -> (version, row) as acknowledged
+    notes: list[str] = []
+    lock = threading.Lock()
+
+    def record(response: httpx.Response, note: str) -> None:
+        assert response.status_code == 200, response.text
+        body = response.json()
+        with lock:
+            acked[body["student_id"]] = (body["version"], pairs(body["row"]))
+            notes.append(note)
+
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for sid in range(1000, 1010):  # sequential: every row twice
+            record(put(client, sid, [(sid, 1.0)], 0, f"s{sid}a"), f"s{sid}a")
+            record(put(client, sid, [(sid, 3.0), (sid + 1, 1.0)], 1, f"s{sid}b"), f"s{sid}b")
+        record(put(client, 0, [], 0, "unk has no row"), "unk has no row")
+        undone = client.post(f"/api/teachers/{TEACHER}/undo")
+        assert undone.status_code == 200 and undone.json()["student_id"] == 0
+        redone = client.post(f"/api/teachers/{TEACHER}/redo")
+        assert redone.status_code == 200 and redone.json()["version"] == 3
+        acked[0] = (3, [])
+
+    def tight_loop(first_row: int) -> None:  # 40 edits over this thread's own 4 rows, as fast as the server acks
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            versions = dict.fromkeys(range(first_row, first_row + 4), 0)
+            for n in range(40):
+                sid = first_row + n % 4
+                note = f"t{sid}/{n}"
+                response = put(client, sid, [(n + 100, 1.0), (sid, float(n + 1))], versions[sid], note)
+                record(response, note)
+                versions[sid] = response.json()["version"]
+
+    run_threads(tight_loop, (2000, 3000))
+    assert len(notes) == 21 + 80
+
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        last = put(client, 4000, [(7, 1.0)], 0, "the last one")
+        server.kill()  # immediately after the 200
+    record(last, "the last one")
+
+    check_workspace_files(workspace)
+    check_database(workspace, history_rows=len(notes), edited_rows=len(acked))
+
+    server = start_server(workspace)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for sid, (version, row) in acked.items():
+            shown = detail(client, sid)
+            assert (shown["version"], pairs(shown["row"])) == (version, row), sid
+        history = client.get(f"/api/teachers/{TEACHER}/history", params={"limit": 500}).json()
+        assert history["count"] == len(notes)
+        assert sorted(h["note"] for h in history["data"]) == sorted(notes)
+        assert {h["state"] for h in history["data"]} == {"done"}
+        ids = [h["id"] for h in history["data"]]
+        assert ids == list(range(len(notes), 0, -1))  # no gap, newest first
+        for sid in (2000, 3003):  # per row, the history is the chain of acknowledged edits
+            chain = [h for h in reversed(history["data"]) if h["student_id"] == sid]
+            assert len(chain) == 10
+            assert all(a["after"] == b["before"] for a, b in zip(chain, chain[1:], strict=False))
+            assert pairs(chain[-1]["after"]) == acked[sid][1]
+        # the restarted server keeps editing from the recovered versions
+        assert put(client, 4000, [(8, 1.0)], 1, "after restart").json()["version"] == 2
+        assert put(client, 4000, [(9, 1.0)], 1, "stale after restart").status_code == 409
+    server.kill()
+    check_database(workspace, history_rows=len(notes) + 1, edited_rows=len(acked))
+
+
+def test_sigkill_during_concurrent_edits_loses_nothing_acknowledged(start_server, tmp_path: Path) -> None:
+    workspace = tmp_path / "workspace"
+    server = start_server(workspace)
+    acked: dict[int, tuple[int, list[tuple[int, float]]]] = {}
+    in_flight: dict[int, list[tuple[int, float]]] = {}  # the last request of a row that may have no answer
+    lock = threading.Lock()
+
+    def edit_until_killed(first_row: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            versions = dict.fromkeys(range(first_row, first_row + 3), 0)
+            for n in range(100_000):
+                sid = first_row + n % 3
+                entries = [(n % 30_000, 1.0)]
+                with lock:
+                    in_flight[sid] = [(n % 30_000, 1.0)]
+                try:
+                    response = put(client, sid, entries, versions[sid], f"{sid}/{n}")
+                except httpx.HTTPError:
+                    return  # the server is gone
+                assert response.status_code == 200, response.text
+                versions[sid] = response.json()["version"]
+                with lock:
+                    acked[sid] = (versions[sid], pairs(response.json()["row"]))
+
+    def kill_when_busy() -> None:  # SIGKILL once the threads have made some progress (or after 60 s)
+        deadline = time.monotonic() + 60
+        while (len(acked) < 6 or sum(v for v, _ in acked.values()) < 60) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        server.kill()
+
+    killer = threading.Thread(target=kill_when_busy)
+    killer.start()
+    try:
+        run_threads(edit_until_killed, (500, 600))
+    finally:
+        killer.join()
+    assert len(acked) == 6 and sum(v for v, _ in acked.values()) >= 60
+
+    check_workspace_files(workspace)
+    server = start_server(workspace)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        total = 0
+        for sid, (version, row) in acked.items():
+            shown = detail(client, sid)
+            if shown["version"] == version:
+                assert pairs(shown["row"]) == row
+            else:  # the request in flight at the kill was committed, just not acknowledged
+                assert shown["version"] == version + 1 and pairs(shown["row"]) == in_flight[sid]
+            total += shown["version"]
+        history = client.get(f"/api/teachers/{TEACHER}/history", params={"limit": 500}).json()
+        assert history["count"] == min(total, 500)
+    server.kill()
+    check_database(workspace, history_rows=total, edited_rows=len(acked))
+
+
+def test_two_tabs_cannot_overwrite_each_other(start_server, tmp_path: Path) -> None:
+    server = start_server(tmp_path / "workspace")
+    sid = 1234
+    with httpx.Client(base_url=server.url, timeout=30) as tab_a, httpx.Client(base_url=server.url, timeout=30) as tab_b:
+        seen_a, seen_b = detail(tab_a, sid), detail(tab_b, sid)
+        assert seen_a["version"] == seen_b["version"] == 0
+        first = put(tab_a, sid, [(11, 1.0)], seen_a["version"], "tab A")
+        assert first.status_code == 200 and first.json()["version"] == 1
+
+        second = put(tab_b, sid, [(22, 1.0)], seen_b["version"], "tab B, from a stale view")
+        assert second.status_code == 409
+        assert second.json()["row"] == first.json()  # tab B is shown what tab A wrote
+        assert pairs(detail(tab_b, sid)["row"]) == [(11, 1.0)]
+        notes = [h["note"] for h in tab_b.get(f"/api/teachers/{TEACHER}/history").json()["data"]]
+        assert notes == ["tab A"]
+
+        retry = put(tab_b, sid, [(22, 1.0)], second.json()["row"]["version"], "tab B, after reloading")
+        assert retry.status_code == 200 and retry.json()["version"] == 2
+        assert put(tab_a, sid, [(33, 1.0)], 1, "tab A again, stale").status_code == 409
+        assert pairs(detail(tab_a, sid)["row"]) == [(22, 1.0)]
+    server.kill()
