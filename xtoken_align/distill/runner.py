@@ -219,6 +219,7 @@ class DistillRunner:
                             batch["student_chunk"][plan.name],
                             batch["teacher_chunk"][plan.name],
                             batch["labels"],
+                            teacher_labels=_next_tokens(t_ids, t_mask),
                         )
                     )
                     stats.append(_teacher_stats(t_logits, t_ids, t_mask))
@@ -232,6 +233,7 @@ class DistillRunner:
             sums["tokens"] += int(batch["attention_mask"].sum())
             for plan, value in zip(self.teachers, kds, strict=True):
                 per_teacher[plan.name] = per_teacher.get(plan.name, 0.0) + float(value.detach()) / accum
+        self._sync_loss_gradients()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.wrapped.parameters(), cfg.training.clip)
         self.optimizer.step()
         self.scheduler.step()
@@ -246,6 +248,16 @@ class DistillRunner:
         if not all(math.isfinite(v) for k, v in record.items() if isinstance(v, float)):
             raise XTokenError(f"non-finite loss at step {step + 1}: {record}")
         return record
+
+    def _sync_loss_gradients(self) -> None:
+        """A learned W lives in its loss, outside DDP: average its gradient across ranks here."""
+        if self.dist.world == 1:
+            return
+        for plan in self.teachers:
+            for parameter in plan.loss.parameters():
+                if parameter.grad is not None:
+                    dist.all_reduce(parameter.grad)
+                    parameter.grad /= self.dist.world
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def _save(self, step: int) -> None:
@@ -322,6 +334,13 @@ def _to(value, device):
     if isinstance(value, dict):
         return {k: _to(v, device) for k, v in value.items()}
     return value.to(device) if isinstance(value, torch.Tensor) else value
+
+
+def _next_tokens(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) next token at each position, -100 where there is none (padding, last position)."""
+    following = torch.full_like(ids, -100)
+    following[:, :-1] = torch.where(mask[:, 1:].bool(), ids[:, 1:], -100)
+    return following
 
 
 def _teacher_stats(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
