@@ -11,12 +11,12 @@ from __future__ import annotations
 import hmac
 from pathlib import Path
 
+import fastapi_offline
 import plotly
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
 
 from webapp.limits import BodyLimit
 from webapp.routes import ROUTERS
@@ -27,13 +27,14 @@ from xtoken_align.errors import XTokenError
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+SWAGGER_UI = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI files, shipped on PyPI
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 
 
-# Swagger UI from the installed swagger-ui-bundle package, started by a file: no CDN, no inline script.
+# Swagger UI from the installed fastapi-offline package, started by a file: no CDN, no inline script.
 DOCS_PAGE = """<!doctype html><html><head><title>xtoken-align API</title><link rel="icon" href="data:,">
 <link rel="stylesheet" href="/vendor/swagger/swagger-ui.css"></head><body><div id="swagger-ui"></div>
 <script src="/vendor/swagger/swagger-ui-bundle.js"></script><script src="/static/swagger-init.js"></script>
@@ -93,7 +94,7 @@ def create_app(settings: Settings, workspace: Workspace | None = None) -> FastAP
     def docs() -> HTMLResponse:
         return HTMLResponse(DOCS_PAGE)
 
-    app.mount("/vendor/swagger", StaticFiles(directory=swagger_ui_path), name="swagger")
+    app.mount("/vendor/swagger", StaticFiles(directory=SWAGGER_UI), name="swagger")
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

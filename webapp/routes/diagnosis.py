@@ -33,7 +33,8 @@ def diagnosis(workspace: WorkspaceDep, corpus_texts: Annotated[int, Query(ge=0, 
         if key not in _cache:
             texts = read_corpus(default_corpus(), limit=corpus_texts) if corpus_texts else None
             teachers = [(state.vocab, workspace.export(k)) for k, state in workspace.teachers.items()]
-            report = diagnose(workspace.student, teachers, texts)
+            name = f"GSM8K test, first {corpus_texts}" if texts else ""
+            report = diagnose(workspace.student, teachers, texts, corpus_name=name)
             _cache.clear()
             _cache[key] = {"report": report, "figures": diagnose_figures(report)}
         return _cache[key]
