@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import gsm8k, vocab
 
-from xtoken_align.distill import align as align_module
+from xtoken_align.distill import align_dp as align_module
 from xtoken_align.distill.align import SampleAlignment, align_batch, align_sample, chunk_agreement
 from xtoken_align.errors import XTokenError
 

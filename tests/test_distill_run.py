@@ -1,0 +1,143 @@
+"""End-to-end distillation on CPU: tiny random Llama/Qwen3 models with the real tokenizers, GSM8K text,
+every loss mode, two teachers, exact resume, config errors before any model loads, and torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import gsm8k, vocab
+
+from xtoken_align.distill.config import DistillConfig
+from xtoken_align.distill.models import tiny_model
+from xtoken_align.distill.runner import DistillRunner
+from xtoken_align.errors import XTokenError
+from xtoken_align.io import save_projection
+from xtoken_align.projection import build_projection
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("distill")
+    data = root / "train.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in gsm8k("train")[:48]))
+    w = save_projection(build_projection(vocab("llama3"), vocab("qwen3"), progress=False), root / "W.safetensors")
+    return {
+        "data": data,
+        "w": w,
+        "student": tiny_model("llama", vocab("llama3"), root / "student", seed=1),
+        "qwen": tiny_model("qwen3", vocab("qwen3"), root / "qwen", seed=2),
+        "llama_teacher": tiny_model("llama", vocab("llama3"), root / "llama-teacher", hidden=96, seed=3),
+        "root": root,
+    }
+
+
+def config(assets: dict[str, Path], out: Path, teachers: list[dict], **training) -> DistillConfig:
+    return DistillConfig.from_dict(
+        {
+            "student": {"model": str(assets["student"])},
+            "teachers": teachers,
+            "data": {"train": [str(assets["data"])], "max_length": 64},
+            "training": {"steps": 8, "batch_size": 4, "lr": 3e-3, "warmup_steps": 1, "seed": 0, **training},
+            "loss": {"topk": 2048, "tail": 1024},
+            "output": {"dir": str(out), "save_every": 4},
+            "eval": {"texts": 4},
+        }
+    )
+
+
+def qwen(assets, loss: str, **extra) -> dict:
+    projection = str(assets["w"]) if loss in ("p_kl", "h_kl") else None
+    return {"name": "qwen", "model": str(assets["qwen"]), "loss": loss, "projection": projection, **extra}
+
+
+def losses(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("loss", ["p_kl", "h_kl", "gold", "uld"])
+def test_each_cross_tokenizer_loss_trains(assets, tmp_path: Path, loss: str) -> None:
+    summary = DistillRunner(config(assets, tmp_path, [qwen(assets, loss)])).run()
+    curve = losses(tmp_path)
+    assert len(curve) == 8 and all(r["kd"] == r["kd"] and r["ce"] == r["ce"] for r in curve)  # finite
+    assert curve[-1]["ce"] < curve[0]["ce"]  # the student learns
+    assert summary["eval"]["next_token"]["other"]["tokens"] > 0
+    assert (tmp_path / "metrics.html").is_file() and (tmp_path / "config.yaml").is_file()
+    checkpoint = tmp_path / "checkpoints" / (tmp_path / "checkpoints" / "latest").read_text()
+    assert DistillConfig.from_dict(yaml.safe_load((checkpoint / "config.yaml").read_text())).teachers[0].loss == loss
+
+
+def test_same_tokenizer_kd_and_two_teachers_with_learned_w(assets, tmp_path: Path) -> None:
+    teachers = [
+        qwen(assets, "p_kl", weight=0.8, learn_w=True),
+        {"name": "llama", "model": str(assets["llama_teacher"]), "loss": "kd", "weight": 0.2},
+    ]
+    DistillRunner(config(assets, tmp_path, teachers)).run()
+    curve = losses(tmp_path)
+    assert {"kd/qwen", "kd/llama"} <= curve[0].keys()
+    assert curve[-1]["loss"] < curve[0]["loss"]
+    from xtoken_align.io import load_projection
+
+    learned = load_projection(tmp_path / "W-learned-qwen.safetensors", vocab("llama3"), vocab("qwen3"))
+    original = load_projection(assets["w"])
+    assert learned.matrix.nnz == original.matrix.nnz and (learned.matrix != original.matrix).nnz > 0
+    assert learned.history[-1]["action"] == "learned"
+
+
+def test_resume_gives_the_same_next_losses(assets, tmp_path: Path) -> None:
+    straight = tmp_path / "straight"
+    DistillRunner(config(assets, straight, [qwen(assets, "p_kl")])).run()
+    paused = tmp_path / "paused"
+    first = DistillRunner(config(assets, paused, [qwen(assets, "p_kl")])).run(stop_after=4)
+    assert first["stopped_at"] == 4
+    DistillRunner(config(assets, paused, [qwen(assets, "p_kl")])).run(resume=True)
+    a, b = losses(straight), losses(paused)
+    assert [r["step"] for r in b] == list(range(1, 9))
+    for x, y in zip(a[4:], b[4:], strict=True):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-5, abs=1e-6)
+
+
+def test_bad_configs_fail_before_models_load(assets, tmp_path: Path) -> None:
+    missing_w = config(assets, tmp_path, [qwen(assets, "p_kl") | {"projection": None}])
+    with pytest.raises(XTokenError, match="needs a W file"):
+        DistillRunner(missing_w)
+    wrong_w = tmp_path / "W-l2.safetensors"
+    save_projection(build_projection(vocab("llama2"), vocab("qwen3"), progress=False), wrong_w)
+    with pytest.raises(XTokenError, match="student tokenizer"):
+        DistillRunner(config(assets, tmp_path, [qwen(assets, "p_kl") | {"projection": str(wrong_w)}]))
+    with pytest.raises(XTokenError, match="loss kd needs the student's tokenizer"):
+        DistillRunner(config(assets, tmp_path, [qwen(assets, "kd")]))
+    with pytest.raises(XTokenError, match="teachers.0.loss"):
+        config(assets, tmp_path, [qwen(assets, "p_kl") | {"loss": "magic"}])
+
+
+@cache
+def _torchrun() -> str:
+    return str(Path(sys.executable).with_name("torchrun"))
+
+
+def test_torchrun_two_processes_match_one_with_double_accumulation(assets, tmp_path: Path) -> None:
+    """DDP (gloo, CPU): 2 ranks x accumulation 1 follow 1 process x accumulation 2."""
+    runs = {}
+    for name, procs, accum in (("single", 1, 2), ("ddp", 2, 1)):
+        out = tmp_path / name
+        cfg = config(assets, out, [qwen(assets, "p_kl")], steps=4, grad_accum=accum, batch_size=2)
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(cfg.dump())
+        command = [_torchrun(), f"--nproc_per_node={procs}", "--master_port", str(29500 + procs), "-m",
+                   "xtoken_align.cli", "distill", "--config", str(path)]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[name] = losses(out)
+    for single, ddp in zip(runs["single"], runs["ddp"], strict=True):
+        assert ddp["loss"] == pytest.approx(single["loss"], rel=1e-4, abs=1e-5)
+        assert ddp["ce"] == pytest.approx(single["ce"], rel=1e-4, abs=1e-5)
