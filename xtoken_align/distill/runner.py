@@ -173,7 +173,10 @@ class DistillRunner:
             record["tokens_per_s"] = round(record.pop("tokens") / (time.perf_counter() - started), 1)
             last = record
             if self.dist.main:
-                bar.set_postfix(loss=f"{record['loss']:.3f}", kd=f"{record['kd']:.3f}", ce=f"{record['ce']:.3f}")
+                bar.set_postfix(
+                    loss=f"{record['loss']:.3f}", kd=f"{record['kd']:.3f}", ce=f"{record['ce']:.3f}",
+                    tok_s=f"{record['tokens_per_s']:.0f}",
+                )  # fmt: skip
                 if step % cfg.output.log_every == 0 or step + 1 == cfg.training.steps:
                     with metrics_path.open("a") as f:
                         f.write(json.dumps(record) + "\n")
