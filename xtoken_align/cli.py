@@ -32,9 +32,8 @@ def cmd_vocab(args: argparse.Namespace) -> None:
 def cmd_overlap(args: argparse.Namespace) -> None:
     from xtoken_align.overlap import compare_vocabs
     from xtoken_align.reports import overlap_text
-    from xtoken_align.vocab import load_vocab
 
-    report = compare_vocabs(load_vocab(args.student), load_vocab(args.teacher)).to_json()
+    report = compare_vocabs(*load_vocabs(args.student, args.teacher)).to_json()
     _emit(report, args.json, overlap_text)
 
 
@@ -45,14 +44,13 @@ def cmd_build(args: argparse.Namespace) -> None:
     from xtoken_align.io import save_projection
     from xtoken_align.projection import build_projection
     from xtoken_align.reports import build_text
-    from xtoken_align.vocab import load_vocab
 
     config = BuildConfig.from_file(args.config) if args.config else BuildConfig()
     if args.top_k:
         config = BuildConfig.from_dict({**config.model_dump(), "top_k": args.top_k})
     _check_output(args.output, ".safetensors")
     started = time.perf_counter()
-    student, teacher = load_vocab(args.student), load_vocab(args.teacher)
+    student, teacher = load_vocabs(args.student, args.teacher)
     projection = build_projection(student, teacher, config)
     path = save_projection(projection, args.output)
     print(build_text(projection, student, path, time.perf_counter() - started))
@@ -91,10 +89,9 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_import(args: argparse.Namespace) -> None:
     from xtoken_align.distill.reference_format import import_reference
     from xtoken_align.io import save_projection
-    from xtoken_align.vocab import load_vocab
 
     _check_output(args.output, ".safetensors")
-    student, teacher = load_vocab(args.student), load_vocab(args.teacher)
+    student, teacher = load_vocabs(args.student, args.teacher)
     projection, summary = import_reference(args.file, student, teacher)
     path = save_projection(projection, args.output)
     print(f"wrote {path}: {projection.matrix.nnz:,} entries")
@@ -108,7 +105,6 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
     from xtoken_align.atomic import write_atomic
     from xtoken_align.io import load_projection
     from xtoken_align.score import default_corpus, read_corpus
-    from xtoken_align.vocab import load_vocab
 
     if args.projection and len(args.projection) != len(args.teacher):
         raise XTokenError(
@@ -125,8 +121,7 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
     if not args.no_corpus:
         texts = [text for corpus in args.corpus or [default_corpus()] for text in read_corpus(corpus)]
         name = ", ".join(args.corpus) if args.corpus else "GSM8K test"
-    student = load_vocab(args.student)
-    teachers = [load_vocab(source) for source in args.teacher]
+    student, *teachers = load_vocabs(args.student, *args.teacher)
     paths = args.projection or [None] * len(teachers)
     pairs = [(t, load_projection(p, student, t) if p else None) for p, t in zip(paths, teachers, strict=True)]
     report = diagnosis.diagnose(student, pairs, texts, critical, args.sample, corpus_name=name)
@@ -140,14 +135,29 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
             print(f"wrote {path}", file=sys.stderr)
 
 
+def load_vocabs(*sources: str) -> list:
+    """Tokenizers loaded with a progress bar on a terminal (each takes a second or two)."""
+    from tqdm import tqdm
+
+    from xtoken_align.vocab import load_vocab
+
+    vocabs = []
+    with tqdm(sources, desc="loading tokenizers", unit="tokenizer", disable=None, leave=False) as bar:
+        for source in bar:
+            bar.set_postfix_str(source)
+            vocabs.append(load_vocab(source))
+    return vocabs
+
+
 def _open_projection(args: argparse.Namespace):
     """A W file and its two tokenizers, reopened from the sidecar unless given on the command line."""
     from xtoken_align.io import check_tokenizers, load_projection
-    from xtoken_align.vocab import load_vocab
 
     projection = load_projection(args.projection)
-    student = load_vocab(getattr(args, "student", None) or projection.student.source)
-    teacher = load_vocab(getattr(args, "teacher", None) or projection.teacher.source)
+    student, teacher = load_vocabs(
+        getattr(args, "student", None) or projection.student.source,
+        getattr(args, "teacher", None) or projection.teacher.source,
+    )
     check_tokenizers(projection, student, teacher)
     return projection, student, teacher
 
