@@ -116,10 +116,10 @@ class DistillRunner:
 
         cfg = self.config
         self.dtype = torch.bfloat16 if self._bf16() else torch.float32
-        self.student = AutoModelForCausalLM.from_pretrained(cfg.student.model, torch_dtype=torch.float32)
+        self.student = AutoModelForCausalLM.from_pretrained(cfg.student.model, dtype=torch.float32)
         self.student.to(self.dist.device).train()
         for plan in self.teachers:
-            model = AutoModelForCausalLM.from_pretrained(plan.spec.model, torch_dtype=self.dtype)
+            model = AutoModelForCausalLM.from_pretrained(plan.spec.model, dtype=self.dtype)
             plan.model = model.to(self.dist.device).eval().requires_grad_(False)
             plan.loss.to(self.dist.device)
         self.wrapped = self.student

@@ -1,0 +1,252 @@
+"""The uncommon-token study (issue 7): does GOLD suppress multi-digit numerals with a digit-splitting
+teacher, does P-KL restore them, does H-KL beat GOLD with o200k? Everything is trained from scratch here
+with the project's own DistillRunner, tiny models and the real tokenizers (full output layers).
+
+    python experiments/numerals/run.py [--quick] [--device cpu|cuda] [--seeds N] [--out DIR]
+
+Teachers are pre-trained with the runner too: CE only (loss.combine=fixed, kd_weight=0, ce_weight=1)
+with a throw-away 1-layer same-tokenizer "kd" teacher whose term has weight 0 (the runner needs one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+TRAIN = Path("/work/shared/data/gsm8k/train.jsonl")
+if not TRAIN.is_file():
+    TRAIN = ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
+sys.path.insert(0, str(HERE))
+TEST = ROOT / "xtoken_align" / "data" / "gsm8k" / "test.jsonl"
+os.environ.setdefault("XTOKEN_ALIGN_TOKENIZERS", str(ROOT.parent / "shared" / "tokenizers"))
+
+# One set of hyperparameters for every method; only the scale differs between modes.
+SCALES = {
+    "quick": dict(student_steps=4, teacher_steps=4, batch=2, max_length=32, gsm_train=40, arith_train=40,
+                  eval_texts=8, arith_eval=4, eval_every=2, curve_texts=4),
+    "full": dict(student_steps=60, teacher_steps=200, batch=8, max_length=64, gsm_train=3000, arith_train=3000,
+                 eval_texts=60, arith_eval=30, eval_every=20, curve_texts=16),
+}  # fmt: skip
+STUDENT = dict(hidden=64, layers=2, heads=4)
+TEACHER = dict(hidden=128, layers=2, heads=4)
+LR, WARMUP, TOPK, TAIL = 3e-3, 5, 2048, 1024
+HEADLINE = ["ce", "gold-qwen3", "p_kl-qwen3", "h_kl-o200k", "gold-o200k"]
+QUICK_METHODS = ["ce", "gold-qwen3", "p_kl-qwen3", "h_kl-o200k"]
+
+
+def methods() -> dict[str, list[dict]]:
+    """name -> teacher list (keys: teacher, loss, weight, learn_w)."""
+    table = {"ce": [], "kd-llama3": [dict(teacher="llama3", loss="kd")]}
+    for t in ("qwen3", "o200k"):
+        for loss in ("gold", "uld", "p_kl", "h_kl"):
+            table[f"{loss}-{t}"] = [dict(teacher=t, loss=loss)]
+        table[f"p_kl_learn-{t}"] = [dict(teacher=t, loss="p_kl", learn_w=True)]
+    table["two:h_kl-o200k+kd-llama3"] = [
+        dict(teacher="o200k", loss="h_kl", weight=0.8),
+        dict(teacher="llama3", loss="kd", weight=0.2),
+    ]
+    return table
+
+
+# ---- data ------------------------------------------------------------------------------------------
+def arithmetic(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        a, b = rng.randint(10, 9999), rng.randint(10, 999)
+        op = rng.choice("+-")
+        c = a + b if op == "+" else a - b
+        rows.append({"question": f"{a} {op} {b} =", "answer": f"{a} {op} {b} = {c}\n#### {c}"})
+    return rows
+
+
+def write_data(out: Path, s: dict) -> dict[str, Path]:
+    read = lambda p: [json.loads(x) for x in p.read_text().splitlines() if x.strip()]  # noqa: E731
+    gsm_train, gsm_test = read(TRAIN)[: s["gsm_train"]], read(TEST)
+    arith_train, arith_test = arithmetic(s["arith_train"], seed=1), arithmetic(s["arith_eval"], seed=2)
+    train = [{"text": r["answer"]} for r in gsm_train] + [
+        {"text": f"{r['question']}\n{r['answer']}"} for r in arith_train
+    ]
+    random.Random(0).shuffle(train)
+    files = {
+        "train": (out / "data" / "train.jsonl", train),
+        "heldout": (out / "data" / "heldout_gsm8k.jsonl", [{"text": r["answer"]} for r in gsm_test[: s["eval_texts"]]]),
+        "arith_heldout": (out / "data" / "heldout_arithmetic.jsonl", arith_test),
+    }
+    for path, rows in files.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return {k: v[0] for k, v in files.items()}
+
+
+# ---- runs --------------------------------------------------------------------------------------------
+def config(student: Path, teachers: list[dict], data: dict, out: Path, s: dict, steps: int, seed: int, ce_only=False):
+    from xtoken_align.distill.config import DistillConfig
+
+    loss = {"topk": TOPK, "tail": TAIL, "combine": "dynamic"}
+    if ce_only:
+        loss |= {"combine": "fixed", "kd_weight": 0.0, "ce_weight": 1.0}
+    return DistillConfig.from_dict(
+        {
+            "student": {"model": str(student)},
+            "teachers": teachers,
+            "data": {"train": [str(data["train"])], "eval": [str(data["heldout"])], "max_length": s["max_length"]},
+            "training": {"steps": steps, "batch_size": s["batch"], "lr": LR, "warmup_steps": WARMUP, "seed": seed},
+            "loss": loss,
+            "output": {"dir": str(out), "save_every": steps, "eval_every": s["eval_every"]},
+            "eval": {"texts": s["curve_texts"]},
+        }
+    )
+
+
+def train(cfg, out: Path) -> float:
+    import shutil
+
+    from xtoken_align.distill.runner import DistillRunner
+
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    DistillRunner(cfg).run()
+    return time.perf_counter() - started
+
+
+def latest(out: Path) -> Path:
+    return out / "checkpoints" / (out / "checkpoints" / "latest").read_text().strip() / "student"
+
+
+def evaluate(model_dir: Path, vocab, data: dict, s: dict, device) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from xtoken_align.distill.data import load_texts
+    from xtoken_align.distill.evaluate import answer_exact_match, next_token_report
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).to(device).eval()
+    texts = load_texts(data["heldout"])
+    arith = [json.loads(x) for x in data["arith_heldout"].read_text().splitlines()]
+    report = next_token_report(model, vocab, texts, device, s["max_length"])
+    nll = chars = tokens = 0.0
+    bos = vocab.roles().get("bos")
+    with torch.no_grad():
+        for text in texts + [f"{r['question']}\n{r['answer']}" for r in arith]:
+            ids = ([bos] if bos is not None else []) + vocab.tokenizer.encode(text, add_special_tokens=False).ids
+            ids = ids[: s["max_length"]]
+            x = torch.tensor([ids], device=device)
+            nll += float(
+                torch.nn.functional.cross_entropy(model(input_ids=x).logits[0, :-1], x[0, 1:], reduction="sum")
+            )
+            tokens += len(ids) - 1
+            chars += len(vocab.tokenizer.decode(ids[1:] if bos is not None else ids))
+    numeral = [report[g] for g in ("digits:2", "digits:3", "digits:4+") if g in report]
+    n = sum(g["tokens"] for g in numeral)
+    return {
+        "ce_token": nll / tokens,
+        "ppl": math.exp(nll / tokens),
+        "nats_per_char": nll / chars,
+        "multi_acc": sum(g["accuracy"] * g["tokens"] for g in numeral) / max(n, 1),
+        "multi_p_true": sum(g["p_true"] * g["tokens"] for g in numeral) / max(n, 1),
+        "mass@numeral": report.get("multi_digit_mass@numeral", float("nan")),
+        "mass@other": report.get("multi_digit_mass@other", float("nan")),
+        "other_acc": report.get("other", {}).get("accuracy", float("nan")),
+        "arith_em": answer_exact_match(model, vocab, arith, device, max_new_tokens=12)["exact_match"],
+        "next_token": report,
+    }
+
+
+# ---- main --------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--seeds", type=int, default=None)
+    p.add_argument("--out", type=Path, default=HERE / "output")
+    args = p.parse_args(argv)
+    if args.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the runner picks cuda whenever it sees one
+    import torch
+
+    from xtoken_align.distill.models import tiny_model
+    from xtoken_align.io import save_projection
+    from xtoken_align.projection import build_projection
+    from xtoken_align.vocab import load_vocab
+
+    mode = "quick" if args.quick else "full"
+    s, seeds = SCALES[mode], args.seeds or (1 if args.quick else 3)
+    out, device, t0 = args.out.resolve(), torch.device(args.device), time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    log = lambda msg: print(f"[{time.perf_counter() - t0:7.1f}s] {msg}", flush=True)  # noqa: E731
+    data = write_data(out, s)
+    vocabs = {n: load_vocab(f"demo:{n}") for n in ("llama3", "qwen3", "o200k")}
+    ws = {}
+    for t in ("qwen3", "o200k"):
+        ws[t] = save_projection(
+            build_projection(vocabs["llama3"], vocabs[t], progress=False), out / f"W-llama3-{t}.safetensors"
+        )
+    log("data and W files ready")
+
+    # Teachers: CE-only pre-training, larger and longer than the students.
+    families = {"qwen3": "qwen3", "o200k": "llama", "llama3": "llama"}
+    teachers, results = {}, {"mode": mode, "teachers": {}, "runs": {}}
+    for name, family in families.items():
+        init = tiny_model(family, vocabs[name], out / "init" / f"teacher-{name}", seed=7, **TEACHER)
+        null = tiny_model(family, vocabs[name], out / "init" / f"null-{name}", hidden=16, layers=1, heads=2, seed=0)
+        run_dir = out / "teachers" / name
+        cfg = config(
+            init, [{"name": "null", "model": str(null), "loss": "kd"}], data, run_dir, s, s["teacher_steps"], 0, True
+        )
+        wall = train(cfg, run_dir)
+        teachers[name] = latest(run_dir)  # checkpoints hold weights only: the tokenizer comes from `init`
+        results["teachers"][name] = {"wall_s": wall, **evaluate(teachers[name], vocabs[name], data, s, device)}
+        teachers[name] = (teachers[name], init)
+        log(f"teacher {name}: {results['teachers'][name]['nats_per_char']:.3f} nats/char in {wall:.0f}s")
+
+    table = methods()
+    for seed in range(seeds):
+        student = tiny_model(
+            "llama", vocabs["llama3"], out / "init" / f"student-seed{seed}", seed=100 + seed, **STUDENT
+        )
+        null = tiny_model("llama", vocabs["llama3"], out / "init" / "null-student", hidden=16, layers=1, heads=2)
+        names = QUICK_METHODS if args.quick else (list(table) if seed == 0 else HEADLINE)
+        for name in names:
+            specs = [
+                {"name": f"{t['teacher']}-{i}", "model": str(teachers[t["teacher"]][0]),
+                 "tokenizer": str(teachers[t["teacher"]][1]), "loss": t["loss"],
+                 "weight": t.get("weight", 1.0), "learn_w": t.get("learn_w", False),
+                 "projection": str(ws[t["teacher"]]) if t["loss"] in ("p_kl", "h_kl") else None}
+                for i, t in enumerate(table[name])
+            ] or [{"name": "null", "model": str(null), "loss": "kd"}]  # fmt: skip
+            run_dir = out / "students" / f"{name}-seed{seed}"
+            wall = train(config(student, specs, data, run_dir, s, s["student_steps"], seed, name == "ce"), run_dir)
+            row = {
+                "method": name,
+                "seed": seed,
+                "wall_s": wall,
+                **evaluate(latest(run_dir), vocabs["llama3"], data, s, device),
+            }
+            evals = [json.loads(x) for x in (run_dir / "eval.jsonl").read_text().splitlines()]
+            row["curve"] = [[e["step"], e["next_token"].get("multi_digit_mass@numeral")] for e in evals]
+            results["runs"][f"{name}/{seed}"] = row
+            log(f"{name} seed {seed}: ce {row['ce_token']:.3f} multi-acc {row['multi_acc']:.3f} ({wall:.0f}s)")
+    results["wall_s"] = time.perf_counter() - t0
+    results["command"] = "python experiments/numerals/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    results["settings"] = {"scale": s, "student": STUDENT, "teacher": TEACHER, "lr": LR, "warmup": WARMUP,
+                           "topk": TOPK, "tail": TAIL, "seeds": seeds, "device": args.device}  # fmt: skip
+    from report import write_report  # the study's own helper, next to this file
+
+    write_report(results, out)
+    if out == (HERE / "output").resolve():  # the default run also publishes its results beside this script
+        write_report(results, HERE)
+    log("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

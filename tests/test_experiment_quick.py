@@ -1,0 +1,30 @@
+"""The uncommon-token study (experiments/numerals) runs end to end in --quick mode and writes its table."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "numerals" / "run.py"
+
+
+def test_quick_study_writes_a_finite_table(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)], capture_output=True, text=True, timeout=1800
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    methods = {row["method"] for row in results["runs"].values()}
+    assert methods == {"ce", "gold-qwen3", "p_kl-qwen3", "h_kl-o200k"}
+    for row in results["runs"].values():
+        assert all(math.isfinite(row[k]) for k in ("ce_token", "multi_acc", "mass@numeral", "arith_em"))
+    table = (tmp_path / "results.md").read_text()
+    for method in methods:
+        assert f"| {method} | 1 |" in table
+    assert (tmp_path / "charts.html").stat().st_size > 100_000  # plotly.js inlined
