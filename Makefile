@@ -30,9 +30,9 @@ demo: setup
 	$(BIN)/xtoken-align serve --demo --port $(PORT)
 
 test: setup browser
-	$(BIN)/ruff check xtoken_align webapp tests bench
+	$(BIN)/ruff check xtoken_align webapp tests bench experiments
 	$(BIN)/python -m pytest
 
 lint:
-	$(BIN)/ruff check xtoken_align webapp tests bench
-	$(BIN)/ruff format --check xtoken_align webapp tests bench
+	$(BIN)/ruff check xtoken_align webapp tests bench experiments
+	$(BIN)/ruff format --check xtoken_align webapp tests bench experiments
