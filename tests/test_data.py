@@ -6,14 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from conftest import SHARED, gsm8k, vocab
 
-torch = pytest.importorskip("torch")
-
-from conftest import SHARED, gsm8k, vocab  # noqa: E402
-
-from xtoken_align.distill import data as data_module  # noqa: E402
-from xtoken_align.distill.data import DistillDataset, bos_id, collate, encode_texts, load_texts  # noqa: E402
-from xtoken_align.errors import XTokenError  # noqa: E402
+from xtoken_align.distill import data as data_module
+from xtoken_align.distill.data import DistillDataset, bos_id, collate, encode_texts, load_texts
+from xtoken_align.errors import XTokenError
 
 
 def decoded(name: str, ids: np.ndarray) -> str:
