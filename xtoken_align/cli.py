@@ -135,6 +135,25 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
             print(f"wrote {path}", file=sys.stderr)
 
 
+def cmd_restrict(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from xtoken_align.restrict import restrict
+    from xtoken_align.score import read_corpus
+
+    out = Path(args.output)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise XTokenError(f"{out} exists and is not an empty folder; choose a new one")
+    texts = [text for corpus in args.corpus for text in read_corpus(corpus)]
+    (vocab,) = load_vocabs(args.source)
+    restriction = restrict(vocab, texts, keep_numerals=not args.drop_numerals)
+    restriction.save(out)
+    kept = ", ".join(f"{reason} {count:,}" for reason, count in restriction.reasons.items())
+    print(f"{vocab.name}: {vocab.size:,} -> {restriction.size:,} tokens ({kept})")
+    print(f"tokenizes all {restriction.texts_checked:,} corpus texts exactly as {vocab.name} does; wrote {out}")
+    print(f"next: xtoken-align vocab {out}", file=sys.stderr)
+
+
 def load_vocabs(*sources: str) -> list:
     """Tokenizers loaded with a progress bar on a terminal (each takes a second or two)."""
     from tqdm import tqdm
@@ -269,6 +288,13 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
     distill.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output.dir")
     distill.add_argument("--stop-after", type=int, help="checkpoint and exit after this step (resume later)")
     distill.set_defaults(run=cmd_distill)
+
+    restrict = commands.add_parser("restrict", help="a smaller BPE tokenizer with only the tokens a corpus needs")
+    restrict.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
+    restrict.add_argument("--corpus", required=True, action="append", help="JSONL or text file (repeatable)")
+    restrict.add_argument("-o", "--output", required=True, help="new folder for tokenizer.json + restriction.json")
+    restrict.add_argument("--drop-numerals", action="store_true", help="keep only the numerals the corpus uses")
+    restrict.set_defaults(run=cmd_restrict)
 
     fetch = commands.add_parser("fetch-demos", help="fetch the demo tokenizers into the user cache")
     fetch.add_argument("names", nargs="*", metavar="NAME", help="demo names (default: all)")
