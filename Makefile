@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU build of torch first where there is no GPU: a plain `pip install torch` pulls CUDA (GBs).
 	command -v nvidia-smi >/dev/null || $(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[web,distill,test]'
+	$(BIN)/pip install -q -e '.[web,distill,test,study]'
 	touch $(STAMP)
 
 # Playwright drives Debian's chromium (its own browser download cannot reach the internet here).

@@ -21,10 +21,14 @@ def test_quick_study_writes_a_finite_table(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     methods = {row["method"] for row in results["runs"].values()}
-    assert methods == {"ce", "gold-qwen3", "p_kl-qwen3", "h_kl-o200k"}
+    assert methods == {"warm-start", "ce", "gold-qwen3", "p_kl-qwen3", "h_kl-o200k"}
+    for name, sizes in results["vocab"].items():  # output layers restricted, every numeral kept
+        assert sizes["kept"] < sizes["full"] / 5, name
+    assert results["vocab"]["llama3"]["reasons"]["numeral"] > 0
     for row in results["runs"].values():
         assert all(math.isfinite(row[k]) for k in ("ce_token", "multi_acc", "mass@numeral", "arith_em"))
     table = (tmp_path / "results.md").read_text()
     for method in methods:
         assert f"| {method} | 1 |" in table
     assert (tmp_path / "charts.html").stat().st_size > 100_000  # plotly.js inlined
+    assert (tmp_path / "numerals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

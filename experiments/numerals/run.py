@@ -30,10 +30,10 @@ os.environ.setdefault("XTOKEN_ALIGN_TOKENIZERS", str(ROOT.parent / "shared" / "t
 
 # One set of hyperparameters for every method; only the scale differs between modes.
 SCALES = {
-    "quick": dict(student_steps=4, teacher_steps=4, batch=2, max_length=32, gsm_train=40, arith_train=40,
-                  eval_texts=8, arith_eval=4, eval_every=2, curve_texts=4),
-    "full": dict(student_steps=60, teacher_steps=200, batch=8, max_length=64, gsm_train=3000, arith_train=3000,
-                 eval_texts=60, arith_eval=30, eval_every=20, curve_texts=16),
+    "quick": dict(warmup_steps=4, student_steps=4, teacher_steps=4, batch=2, max_length=32, gsm_train=40,
+                  arith_train=40, eval_texts=8, arith_eval=4, eval_every=2, curve_texts=4),
+    "full": dict(warmup_steps=150, student_steps=80, teacher_steps=250, batch=8, max_length=64, gsm_train=3000,
+                 arith_train=3000, eval_texts=60, arith_eval=30, eval_every=10, curve_texts=16),
 }  # fmt: skip
 STUDENT = dict(hidden=64, layers=2, heads=4)
 TEACHER = dict(hidden=128, layers=2, heads=4)
@@ -87,8 +87,36 @@ def write_data(out: Path, s: dict) -> dict[str, Path]:
     return {k: v[0] for k, v in files.items()}
 
 
+def study_texts(data: dict) -> list[str]:
+    """Every text a model of the study reads: training, held-out and arithmetic held-out."""
+    from xtoken_align.distill.data import load_texts
+
+    arith = [json.loads(x) for x in data["arith_heldout"].read_text().splitlines()]
+    return (
+        load_texts([data["train"]]) + load_texts([data["heldout"]]) + [f"{r['question']}\n{r['answer']}" for r in arith]
+    )
+
+
+def common_sets(student, teacher, projection) -> dict:
+    """What GOLD (raw string matches) and H-KL (W's top weight >= 0.6) each treat as common."""
+    from xtoken_align.distill.sparse_w import ProjectionW
+    from xtoken_align.score import common_set
+
+    gold = dict(zip(*(ids.tolist() for ids in ProjectionW.string_common_set(student, teacher)), strict=True))
+    hkl = common_set(projection)
+    multi = {i for i, c in enumerate(student.categories) if c in ("digits:2", "digits:3", "digits:4+")}
+    return {
+        "gold": len(gold), "hkl": len(hkl), "same_pairs": len(set(gold.items()) & set(hkl.items())),
+        "multi_digit": len(multi), "gold_multi_digit": len(multi & gold.keys()),
+        "hkl_multi_digit": len(multi & hkl.keys()),
+    }  # fmt: skip
+
+
 # ---- runs --------------------------------------------------------------------------------------------
-def config(student: Path, teachers: list[dict], data: dict, out: Path, s: dict, steps: int, seed: int, ce_only=False):
+def config(student, teachers: list[dict], data: dict, out: Path, s: dict, steps: int, seed: int, ce_only=False,
+           curve=True):  # fmt: skip
+    """A run config; `student` is a model folder, or (weights, tokenizer folder) for a checkpoint.
+    Without `curve` it evaluates only at the end."""
     from xtoken_align.distill.config import DistillConfig
 
     loss = {"topk": TOPK, "tail": TAIL, "combine": "dynamic"}
@@ -96,12 +124,14 @@ def config(student: Path, teachers: list[dict], data: dict, out: Path, s: dict, 
         loss |= {"combine": "fixed", "kd_weight": 0.0, "ce_weight": 1.0}
     return DistillConfig.from_dict(
         {
-            "student": {"model": str(student)},
+            "student": {"model": str(student[0]), "tokenizer": str(student[1])}
+            if isinstance(student, tuple)
+            else {"model": str(student)},
             "teachers": teachers,
             "data": {"train": [str(data["train"])], "eval": [str(data["heldout"])], "max_length": s["max_length"]},
             "training": {"steps": steps, "batch_size": s["batch"], "lr": LR, "warmup_steps": WARMUP, "seed": seed},
             "loss": loss,
-            "output": {"dir": str(out), "save_every": steps, "eval_every": s["eval_every"]},
+            "output": {"dir": str(out), "save_every": steps, "eval_every": s["eval_every"] if curve else steps},
             "eval": {"texts": s["curve_texts"]},
         }
     )
@@ -129,7 +159,7 @@ def evaluate(model_dir: Path, vocab, data: dict, s: dict, device) -> dict:
     from xtoken_align.distill.data import load_texts
     from xtoken_align.distill.evaluate import answer_exact_match, next_token_report
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).to(device).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
     texts = load_texts(data["heldout"])
     arith = [json.loads(x) for x in data["arith_heldout"].read_text().splitlines()]
     report = next_token_report(model, vocab, texts, device, s["max_length"])
@@ -168,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--out", type=Path, default=HERE / "output")
+    p.add_argument("--full-vocab", action="store_true", help="full 128k-200k output layers (for a GPU)")
     args = p.parse_args(argv)
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the runner picks cuda whenever it sees one
@@ -176,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     from xtoken_align.distill.models import tiny_model
     from xtoken_align.io import save_projection
     from xtoken_align.projection import build_projection
+    from xtoken_align.restrict import restrict
     from xtoken_align.vocab import load_vocab
 
     mode = "quick" if args.quick else "full"
@@ -184,23 +216,41 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     log = lambda msg: print(f"[{time.perf_counter() - t0:7.1f}s] {msg}", flush=True)  # noqa: E731
     data = write_data(out, s)
-    vocabs = {n: load_vocab(f"demo:{n}") for n in ("llama3", "qwen3", "o200k")}
-    ws = {}
+    vocabs, results = {}, {"mode": mode, "teachers": {}, "runs": {}, "vocab": {}}
+    for name in ("llama3", "qwen3", "o200k"):
+        full = load_vocab(f"demo:{name}")
+        if args.full_vocab:
+            vocabs[name] = full
+            continue
+        # Output layers restricted to the tokens of the study's text, every numeral kept (see restrict.py).
+        restriction = restrict(full, study_texts(data))
+        vocabs[name] = load_vocab(str(restriction.save(out / "tokenizers" / name)))
+        results["vocab"][name] = {"full": full.size, "kept": restriction.size, "reasons": restriction.reasons}
+        log(f"{name}: output layer {full.size:,} -> {restriction.size:,} tokens")
+    ws, results["common"] = {}, {}
     for t in ("qwen3", "o200k"):
-        ws[t] = save_projection(
-            build_projection(vocabs["llama3"], vocabs[t], progress=False), out / f"W-llama3-{t}.safetensors"
-        )
+        projection = build_projection(vocabs["llama3"], vocabs[t], progress=False)
+        ws[t] = save_projection(projection, out / f"W-llama3-{t}.safetensors")
+        results["common"][t] = common_sets(vocabs["llama3"], vocabs[t], projection)
     log("data and W files ready")
 
     # Teachers: CE-only pre-training, larger and longer than the students.
     families = {"qwen3": "qwen3", "o200k": "llama", "llama3": "llama"}
-    teachers, results = {}, {"mode": mode, "teachers": {}, "runs": {}}
+    teachers = {}
     for name, family in families.items():
         init = tiny_model(family, vocabs[name], out / "init" / f"teacher-{name}", seed=7, **TEACHER)
         null = tiny_model(family, vocabs[name], out / "init" / f"null-{name}", hidden=16, layers=1, heads=2, seed=0)
         run_dir = out / "teachers" / name
         cfg = config(
-            init, [{"name": "null", "model": str(null), "loss": "kd"}], data, run_dir, s, s["teacher_steps"], 0, True
+            init,
+            [{"name": "null", "model": str(null), "loss": "kd"}],
+            data,
+            run_dir,
+            s,
+            s["teacher_steps"],
+            0,
+            True,
+            False,
         )
         wall = train(cfg, run_dir)
         teachers[name] = latest(run_dir)  # checkpoints hold weights only: the tokenizer comes from `init`
@@ -214,6 +264,18 @@ def main(argv: list[str] | None = None) -> int:
             "llama", vocabs["llama3"], out / "init" / f"student-seed{seed}", seed=100 + seed, **STUDENT
         )
         null = tiny_model("llama", vocabs["llama3"], out / "init" / "null-student", hidden=16, layers=1, heads=2)
+        # The shared initialisation is a CE-warmed student, as the paper distils into a pre-trained model:
+        # numerals it has learnt are what a loss can then push down or keep.
+        warm_dir = out / "students" / f"warm-start-seed{seed}"
+        null_spec = [{"name": "null", "model": str(null), "loss": "kd"}]
+        wall = train(config(student, null_spec, data, warm_dir, s, s["warmup_steps"], seed, True, False), warm_dir)
+        results["runs"][f"warm-start/{seed}"] = row = {
+            "method": "warm-start", "seed": seed, "wall_s": wall, "curve": [],
+            **evaluate(latest(warm_dir), vocabs["llama3"], data, s, device),
+        }  # fmt: skip
+        start = json.loads((warm_dir / "eval.jsonl").read_text().splitlines()[-1])["next_token"]
+        log(f"warm start seed {seed}: ce {row['ce_token']:.3f} multi-acc {row['multi_acc']:.3f} ({wall:.0f}s)")
+        student = (latest(warm_dir), student)
         names = QUICK_METHODS if args.quick else (list(table) if seed == 0 else HEADLINE)
         for name in names:
             specs = [
@@ -222,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                  "weight": t.get("weight", 1.0), "learn_w": t.get("learn_w", False),
                  "projection": str(ws[t["teacher"]]) if t["loss"] in ("p_kl", "h_kl") else None}
                 for i, t in enumerate(table[name])
-            ] or [{"name": "null", "model": str(null), "loss": "kd"}]  # fmt: skip
+            ] or null_spec  # fmt: skip
             run_dir = out / "students" / f"{name}-seed{seed}"
             wall = train(config(student, specs, data, run_dir, s, s["student_steps"], seed, name == "ce"), run_dir)
             row = {
@@ -232,13 +294,15 @@ def main(argv: list[str] | None = None) -> int:
                 **evaluate(latest(run_dir), vocabs["llama3"], data, s, device),
             }
             evals = [json.loads(x) for x in (run_dir / "eval.jsonl").read_text().splitlines()]
-            row["curve"] = [[e["step"], e["next_token"].get("multi_digit_mass@numeral")] for e in evals]
+            row["curve"] = [[e["step"], e["next_token"].get("multi_digit_mass@numeral")] for e in [{"step": 0,
+                            "next_token": start}] + evals]  # fmt: skip
             results["runs"][f"{name}/{seed}"] = row
             log(f"{name} seed {seed}: ce {row['ce_token']:.3f} multi-acc {row['multi_acc']:.3f} ({wall:.0f}s)")
     results["wall_s"] = time.perf_counter() - t0
     results["command"] = "python experiments/numerals/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
     results["settings"] = {"scale": s, "student": STUDENT, "teacher": TEACHER, "lr": LR, "warmup": WARMUP,
-                           "topk": TOPK, "tail": TAIL, "seeds": seeds, "device": args.device}  # fmt: skip
+                           "topk": TOPK, "tail": TAIL, "seeds": seeds, "device": args.device,
+                           "full_vocab": args.full_vocab}  # fmt: skip
     from report import write_report  # the study's own helper, next to this file
 
     write_report(results, out)
