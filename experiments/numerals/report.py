@@ -82,6 +82,7 @@ def charts(results: dict, summary: dict, folder: Path) -> str:
     import os
     import shutil
 
+    import plotly
     import plotly.graph_objects as go
 
     if shutil.which("chromium"):  # kaleido renders PNGs with a Chrome-family browser
@@ -99,9 +100,11 @@ def charts(results: dict, summary: dict, folder: Path) -> str:
                        barmode="group", template="plotly_white", width=1100, height=520, xaxis_tickangle=-30,
                        legend={"orientation": "h", "y": -0.35})  # fmt: skip
     curves = go.Figure()
-    for row in results["runs"].values():
-        if row["seed"] == 0 and row["curve"]:
-            curves.add_scatter(x=[c[0] for c in row["curve"]], y=[c[1] for c in row["curve"]], name=row["method"])
+    palette = plotly.colors.qualitative.Dark24  # 24 distinct colours: the default 10 repeat across 13 methods
+    for index, row in enumerate(r for r in results["runs"].values() if r["seed"] == 0 and r["curve"]):
+        dash = "dot" if "o200k" in row["method"] else "solid"  # Qwen3 teacher solid, o200k dotted
+        curves.add_scatter(x=[c[0] for c in row["curve"]], y=[c[1] for c in row["curve"]], name=row["method"],
+                           line={"color": palette[index % len(palette)], "dash": dash, "width": 2.5})  # fmt: skip
     curves.update_layout(title="Multi-digit numeral mass at numeral positions during training (seed 0)",
                          xaxis_title="step (0 = the shared CE warm-start)", yaxis_title="mass", template="plotly_white",
                          width=1100, height=520)  # fmt: skip

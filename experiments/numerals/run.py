@@ -1,12 +1,13 @@
 """The uncommon-token study (issue 7): does GOLD suppress multi-digit numerals with a digit-splitting
 teacher, does P-KL restore them, does H-KL beat GOLD with o200k? Everything is trained from scratch here
-with the project's own DistillRunner, tiny models and the real tokenizers (full output layers).
+with the project's own DistillRunner, tiny models and the real tokenizers, output layers restricted to
+the study's tokens (`xtoken-align restrict`; every numeral kept). See README.md beside this file.
 
-    python experiments/numerals/run.py [--quick] [--device cpu|cuda] [--seeds N] [--out DIR]
+    python experiments/numerals/run.py [--quick | --scale full|large] [--device cpu|cuda] [--full-vocab]
+                                       [--seeds N] [--out DIR]
 
 Teachers are pre-trained with the runner too: CE only (loss.combine=fixed, kd_weight=0, ce_weight=1)
-with a throw-away 1-layer same-tokenizer "kd" teacher whose term has weight 0 (the runner needs one).
-"""
+with a throw-away 1-layer same-tokenizer "kd" teacher whose term has weight 0 (the runner needs one)."""
 
 from __future__ import annotations
 
@@ -28,15 +29,17 @@ sys.path.insert(0, str(HERE))
 TEST = ROOT / "xtoken_align" / "data" / "gsm8k" / "test.jsonl"
 os.environ.setdefault("XTOKEN_ALIGN_TOKENIZERS", str(ROOT.parent / "shared" / "tokenizers"))
 
-# One set of hyperparameters for every method; only the scale differs between modes.
+# One set of hyperparameters for every method; only the scale differs between modes. `large` is for a GPU.
+SMALL_MODELS = dict(student=dict(hidden=64, layers=2, heads=4), teacher=dict(hidden=128, layers=2, heads=4))
 SCALES = {
     "quick": dict(warmup_steps=4, student_steps=4, teacher_steps=4, batch=2, max_length=32, gsm_train=40,
-                  arith_train=40, eval_texts=8, arith_eval=4, eval_every=2, curve_texts=4),
+                  arith_train=40, eval_texts=8, arith_eval=4, eval_every=2, curve_texts=4, **SMALL_MODELS),
     "full": dict(warmup_steps=150, student_steps=80, teacher_steps=250, batch=8, max_length=64, gsm_train=3000,
-                 arith_train=3000, eval_texts=60, arith_eval=30, eval_every=10, curve_texts=16),
+                 arith_train=3000, eval_texts=60, arith_eval=30, eval_every=10, curve_texts=16, **SMALL_MODELS),
+    "large": dict(warmup_steps=1500, student_steps=800, teacher_steps=3000, batch=16, max_length=128,
+                  gsm_train=7473, arith_train=20000, eval_texts=300, arith_eval=200, eval_every=50, curve_texts=64,
+                  student=dict(hidden=256, layers=4, heads=8), teacher=dict(hidden=512, layers=4, heads=8)),
 }  # fmt: skip
-STUDENT = dict(hidden=64, layers=2, heads=4)
-TEACHER = dict(hidden=128, layers=2, heads=4)
 LR, WARMUP, TOPK, TAIL = 3e-3, 5, 2048, 1024
 HEADLINE = ["ce", "gold-qwen3", "p_kl-qwen3", "h_kl-o200k", "gold-o200k"]
 QUICK_METHODS = ["ce", "gold-qwen3", "p_kl-qwen3", "h_kl-o200k"]
@@ -71,7 +74,9 @@ def arithmetic(n: int, seed: int) -> list[dict]:
 def write_data(out: Path, s: dict) -> dict[str, Path]:
     read = lambda p: [json.loads(x) for x in p.read_text().splitlines() if x.strip()]  # noqa: E731
     gsm_train, gsm_test = read(TRAIN)[: s["gsm_train"]], read(TEST)
-    arith_train, arith_test = arithmetic(s["arith_train"], seed=1), arithmetic(s["arith_eval"], seed=2)
+    arith_train = arithmetic(s["arith_train"], seed=1)
+    seen = {r["question"] for r in arith_train}  # held-out problems are never training problems
+    arith_test = [r for r in arithmetic(2 * s["arith_eval"], seed=2) if r["question"] not in seen][: s["arith_eval"]]
     train = [{"text": r["answer"]} for r in gsm_train] + [
         {"text": f"{r['question']}\n{r['answer']}"} for r in arith_train
     ]
@@ -194,7 +199,8 @@ def evaluate(model_dir: Path, vocab, data: dict, s: dict, device) -> dict:
 # ---- main --------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
+    p.add_argument("--quick", action="store_true", help="pipeline check: same as --scale quick")
+    p.add_argument("--scale", choices=list(SCALES), default="full", help="full: the CPU study; large: for a GPU")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--out", type=Path, default=HERE / "output")
@@ -210,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     from xtoken_align.restrict import restrict
     from xtoken_align.vocab import load_vocab
 
-    mode = "quick" if args.quick else "full"
-    s, seeds = SCALES[mode], args.seeds or (1 if args.quick else 3)
+    mode = "quick" if args.quick else args.scale
+    s, seeds = SCALES[mode], args.seeds or (1 if mode == "quick" else 3)
     out, device, t0 = args.out.resolve(), torch.device(args.device), time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     log = lambda msg: print(f"[{time.perf_counter() - t0:7.1f}s] {msg}", flush=True)  # noqa: E731
@@ -238,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     families = {"qwen3": "qwen3", "o200k": "llama", "llama3": "llama"}
     teachers = {}
     for name, family in families.items():
-        init = tiny_model(family, vocabs[name], out / "init" / f"teacher-{name}", seed=7, **TEACHER)
+        init = tiny_model(family, vocabs[name], out / "init" / f"teacher-{name}", seed=7, **s["teacher"])
         null = tiny_model(family, vocabs[name], out / "init" / f"null-{name}", hidden=16, layers=1, heads=2, seed=0)
         run_dir = out / "teachers" / name
         cfg = config(
@@ -261,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     table = methods()
     for seed in range(seeds):
         student = tiny_model(
-            "llama", vocabs["llama3"], out / "init" / f"student-seed{seed}", seed=100 + seed, **STUDENT
+            "llama", vocabs["llama3"], out / "init" / f"student-seed{seed}", seed=100 + seed, **s["student"]
         )
         null = tiny_model("llama", vocabs["llama3"], out / "init" / "null-student", hidden=16, layers=1, heads=2)
         # The shared initialisation is a CE-warmed student, as the paper distils into a pre-trained model:
@@ -276,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         start = json.loads((warm_dir / "eval.jsonl").read_text().splitlines()[-1])["next_token"]
         log(f"warm start seed {seed}: ce {row['ce_token']:.3f} multi-acc {row['multi_acc']:.3f} ({wall:.0f}s)")
         student = (latest(warm_dir), student)
-        names = QUICK_METHODS if args.quick else (list(table) if seed == 0 else HEADLINE)
+        names = QUICK_METHODS if mode == "quick" else (list(table) if seed == 0 else HEADLINE)
         for name in names:
             specs = [
                 {"name": f"{t['teacher']}-{i}", "model": str(teachers[t["teacher"]][0]),
@@ -300,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{name} seed {seed}: ce {row['ce_token']:.3f} multi-acc {row['multi_acc']:.3f} ({wall:.0f}s)")
     results["wall_s"] = time.perf_counter() - t0
     results["command"] = "python experiments/numerals/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    results["settings"] = {"scale": s, "student": STUDENT, "teacher": TEACHER, "lr": LR, "warmup": WARMUP,
+    results["settings"] = {"scale": s, "lr": LR, "warmup": WARMUP,
                            "topk": TOPK, "tail": TAIL, "seeds": seeds, "device": args.device,
                            "full_vocab": args.full_vocab}  # fmt: skip
     from report import write_report  # the study's own helper, next to this file
