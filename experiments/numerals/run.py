@@ -198,7 +198,7 @@ def evaluate(model_dir: Path, vocab, data: dict, s: dict, device) -> dict:
 
 # ---- main --------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="pipeline check: same as --scale quick")
     p.add_argument("--scale", choices=list(SCALES), default="full", help="full: the CPU study; large: for a GPU")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -209,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the runner picks cuda whenever it sees one
     import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is visible to torch")
 
     from xtoken_align.distill.models import tiny_model
     from xtoken_align.io import save_projection
