@@ -35,7 +35,7 @@ def main() -> None:
     from xtoken_align.restrict import restrict
     from xtoken_align.vocab import load_vocab
 
-    lines = (SHARED / "data" / "gsm8k" / "train.jsonl").read_text().splitlines()[: args.texts]
+    lines = (ROOT / "experiments" / "data" / "gsm8k" / "train.jsonl").read_text().splitlines()[: args.texts]
     texts = [json.loads(line)["answer"] for line in lines]
     full = load_vocab("demo:llama3")
     started = time.perf_counter()

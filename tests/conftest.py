@@ -1,4 +1,5 @@
-"""Shared fixtures: the demo tokenizers and GSM8K from ../shared (or the fetched cache).
+"""Shared fixtures: the demo tokenizers (../shared when it is there, else the cache `make` set-up
+fetches into) and GSM8K (test bundled with the package, train with the experiments).
 
 Loading a 200k vocabulary takes a second or two, so vocabularies are loaded once per session.
 """
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from xtoken_align.demo import cache_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
@@ -19,6 +22,13 @@ SHARED = ROOT.parent / "shared"
 # (which `make test` fills with `xtoken-align fetch-demos` before pytest starts).
 if "XTOKEN_ALIGN_TOKENIZERS" not in os.environ and (SHARED / "tokenizers").is_dir():
     os.environ["XTOKEN_ALIGN_TOKENIZERS"] = str(SHARED / "tokenizers")
+
+# The folder holding one sub-folder per demo tokenizer, wherever demo_path() resolves them.
+TOKENIZERS = Path(os.environ.get("XTOKEN_ALIGN_TOKENIZERS") or cache_dir())
+GSM8K = {
+    "test": ROOT / "xtoken_align" / "data" / "gsm8k" / "test.jsonl",
+    "train": ROOT / "experiments" / "data" / "gsm8k" / "train.jsonl",
+}
 
 # Every family we support, by demo name.
 FAMILIES = ["llama3", "qwen3", "o200k", "llama2", "llama3-tiktoken", "qwen-tiktoken", "mistral-v1"]
@@ -33,10 +43,7 @@ def vocab(name: str):
 
 @cache
 def gsm8k(split: str = "test") -> list[str]:
-    path = SHARED / "data" / "gsm8k" / f"{split}.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"GSM8K data missing at {path}; the project expects ../shared beside it")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [json.loads(line) for line in GSM8K[split].read_text(encoding="utf-8").splitlines() if line.strip()]
     return [f"{row['question']}\n{row['answer']}" for row in rows]
 
 

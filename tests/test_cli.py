@@ -65,10 +65,10 @@ def test_bad_input_exits_2_without_traceback(run_cli, args: list[str], message: 
 
 
 def test_truncated_tokenizer_json_exits_2(run_cli, tmp_path) -> None:
-    from conftest import SHARED
+    from xtoken_align.demo import demo_path
 
     path = tmp_path / "tokenizer.json"
-    path.write_bytes((SHARED / "tokenizers" / "qwen3" / "tokenizer.json").read_bytes()[:100_000])
+    path.write_bytes(demo_path("qwen3").read_bytes()[:100_000])
     result = run_cli("vocab", str(path))
     assert result.returncode == 2 and "not valid JSON" in result.stderr and "Traceback" not in result.stderr
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED, gsm8k, vocab
+from conftest import GSM8K, gsm8k, vocab
 
 from xtoken_align.distill import data as data_module
 from xtoken_align.distill.data import DistillDataset, bos_id, collate, encode_texts, load_texts
@@ -124,7 +124,7 @@ def test_mismatched_teachers_are_refused() -> None:
 
 
 def test_dataset_from_gsm8k_lines(tmp_path) -> None:
-    rows = [json.loads(line) for line in (SHARED / "data" / "gsm8k" / "test.jsonl").read_text().splitlines()[:5]]
+    rows = [json.loads(line) for line in GSM8K["test"].read_text().splitlines()[:5]]
     first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     first.write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
     second.write_text("".join(json.dumps(r) + "\n" for r in rows[3:]))

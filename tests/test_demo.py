@@ -8,13 +8,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import SHARED as _SHARED_ROOT
+from conftest import TOKENIZERS
 
 from xtoken_align import demo
 from xtoken_align.demo import DEMOS, cache_dir, demo_path, fetch_demos
 from xtoken_align.errors import XTokenError
 
-SHARED = _SHARED_ROOT / "tokenizers"
+SHARED = TOKENIZERS  # ../shared/tokenizers, or the cache the set-up filled
 
 
 def sha256(path: Path) -> str:
@@ -38,11 +38,9 @@ def no_shared(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return cache_dir()
 
 
-def test_manifest_matches_table() -> None:
-    lines = (SHARED / "MANIFEST.sha256").read_text().split("\n")
-    manifest = {p.removeprefix("./"): h for h, p in (ln.split() for ln in lines if ln)}
+def test_pinned_hashes_match_the_files() -> None:
     table = {f"{d.folder}/{f}": sha for d in DEMOS.values() for f, (_, sha) in d.files.items()}
-    assert table == manifest
+    assert table == {name: sha256(SHARED / name) for name in table}
 
 
 @pytest.mark.parametrize("name", sorted(DEMOS))

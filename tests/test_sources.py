@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 import sentencepiece
-from conftest import SHARED, gsm8k, vocab
+from conftest import TOKENIZERS, gsm8k, vocab
 
 from xtoken_align.errors import XTokenError
 from xtoken_align.sources import load_tokenizer
-
-TOKENIZERS = SHARED / "tokenizers"
 
 
 def test_llama3_tiktoken_equals_tokenizer_json() -> None:

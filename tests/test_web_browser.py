@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import SHARED
+from conftest import TOKENIZERS
 from playwright.sync_api import Page, expect, sync_playwright
 
 pytestmark = pytest.mark.slow
@@ -161,10 +161,10 @@ def hostile_server(tmp_path_factory):
     from tokenizers import AddedToken, Tokenizer
 
     folder = tmp_path_factory.mktemp("hostile")
-    tokenizer = Tokenizer.from_file(str(SHARED / "tokenizers" / "llama2" / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(TOKENIZERS / "llama2" / "tokenizer.json"))
     tokenizer.add_tokens([AddedToken(p, special=False, normalized=False) for p in PAYLOADS])
     tokenizer.save(str(folder / "tokenizer.json"))
-    shutil.copyfile(SHARED / "tokenizers" / "llama2" / "tokenizer_config.json", folder / "tokenizer_config.json")
+    shutil.copyfile(TOKENIZERS / "llama2" / "tokenizer_config.json", folder / "tokenizer_config.json")
     process, url = start_server(folder / "workspace", "--student", str(folder), "--teacher", "demo:llama2")
     yield url
     process.terminate()

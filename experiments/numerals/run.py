@@ -22,12 +22,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-TRAIN = Path("/work/shared/data/gsm8k/train.jsonl")
-if not TRAIN.is_file():
-    TRAIN = ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
+TRAIN = ROOT / "experiments" / "data" / "gsm8k" / "train.jsonl"  # GSM8K train, MIT (LICENSE beside it)
 sys.path.insert(0, str(HERE))
 TEST = ROOT / "xtoken_align" / "data" / "gsm8k" / "test.jsonl"
-os.environ.setdefault("XTOKEN_ALIGN_TOKENIZERS", str(ROOT.parent / "shared" / "tokenizers"))
+if (ROOT.parent / "shared" / "tokenizers").is_dir():  # else the demo cache that `make` set-up fills
+    os.environ.setdefault("XTOKEN_ALIGN_TOKENIZERS", str(ROOT.parent / "shared" / "tokenizers"))
 
 # One set of hyperparameters for every method; only the scale differs between modes. `large` is for a GPU.
 SMALL_MODELS = dict(student=dict(hidden=64, layers=2, heads=4), teacher=dict(hidden=128, layers=2, heads=4))
