@@ -57,6 +57,10 @@ def test_every_numeral_is_kept(name):
     assert len(numerals) == 1110
     assert {small.token_bytes[i] for i, c in enumerate(small.categories) if is_numeral(c)} == numerals
     assert result.reasons["numeral"] > 0  # the corpus alone does not use them all
+    corpus_only = restrict(full, CORPUS, keep_numerals=False)
+    assert "numeral" not in corpus_only.reasons
+    # Without the flag only the corpus's numerals stay (and those that are merge parents of them).
+    assert 1110 - result.reasons["numeral"] <= sum(is_numeral(full.categories[i]) for i in corpus_only.kept) < 1110
 
 
 def test_template_post_processor_adds_the_renumbered_bos():
@@ -114,5 +118,14 @@ def test_cli_writes_a_loadable_folder_and_never_overwrites(run_cli, tmp_path):
     again = run_cli("restrict", "demo:o200k", "--corpus", str(corpus), "-o", str(out))
     assert again.returncode == 2 and "not an empty folder" in again.stderr and "Traceback" not in again.stderr
     assert (out / "tokenizer.json").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.jsonl", "small"]  # no temporary folder left
     missing = run_cli("restrict", "demo:o200k", "--corpus", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "x"))
     assert missing.returncode == 2 and "no such corpus file" in missing.stderr
+
+
+def test_save_replaces_an_earlier_folder_whole(tmp_path):
+    small, larger = restrict(vocab("qwen3"), CORPUS[:5]), restrict(vocab("qwen3"), CORPUS[:50])
+    small.save(tmp_path / "r")
+    larger.save(tmp_path / "r")
+    assert load_vocab(str(tmp_path / "r")).size == larger.size != small.size
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]  # no temporary or old folder left behind

@@ -141,6 +141,16 @@ def config(student, teachers: list[dict], data: dict, out: Path, s: dict, steps:
     )
 
 
+def null_teacher(model: Path) -> dict:
+    """A 1-layer same-tokenizer teacher for CE-only runs: the runner needs one; its term gets weight 0."""
+    return {"name": "null", "model": str(model), "loss": "kd"}
+
+
+def pretrain(model: Path, null: Path, data: dict, out: Path, s: dict, steps: int, seed: int) -> float:
+    """CE-only training (teachers, and the students' shared warm start); evaluated at the end only."""
+    return train(config(model, [null_teacher(null)], data, out, s, steps, seed, ce_only=True, curve=False), out)
+
+
 def train(cfg, out: Path) -> float:
     import shutil
 
@@ -225,13 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda msg: print(f"[{time.perf_counter() - t0:7.1f}s] {msg}", flush=True)  # noqa: E731
     data = write_data(out, s)
     vocabs, results = {}, {"mode": mode, "teachers": {}, "runs": {}, "vocab": {}}
+    texts = study_texts(data)
     for name in ("llama3", "qwen3", "o200k"):
         full = load_vocab(f"demo:{name}")
         if args.full_vocab:
             vocabs[name] = full
             continue
         # Output layers restricted to the tokens of the study's text, every numeral kept (see restrict.py).
-        restriction = restrict(full, study_texts(data))
+        restriction = restrict(full, texts)
         vocabs[name] = load_vocab(str(restriction.save(out / "tokenizers" / name)))
         results["vocab"][name] = {"full": full.size, "kept": restriction.size, "reasons": restriction.reasons}
         log(f"{name}: output layer {full.size:,} -> {restriction.size:,} tokens")
@@ -249,18 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         init = tiny_model(family, vocabs[name], out / "init" / f"teacher-{name}", seed=7, **s["teacher"])
         null = tiny_model(family, vocabs[name], out / "init" / f"null-{name}", hidden=16, layers=1, heads=2, seed=0)
         run_dir = out / "teachers" / name
-        cfg = config(
-            init,
-            [{"name": "null", "model": str(null), "loss": "kd"}],
-            data,
-            run_dir,
-            s,
-            s["teacher_steps"],
-            0,
-            True,
-            False,
-        )
-        wall = train(cfg, run_dir)
+        wall = pretrain(init, null, data, run_dir, s, s["teacher_steps"], seed=0)
         teachers[name] = latest(run_dir)  # checkpoints hold weights only: the tokenizer comes from `init`
         results["teachers"][name] = {"wall_s": wall, **evaluate(teachers[name], vocabs[name], data, s, device)}
         teachers[name] = (teachers[name], init)
@@ -275,15 +275,14 @@ def main(argv: list[str] | None = None) -> int:
         # The shared initialisation is a CE-warmed student, as the paper distils into a pre-trained model:
         # numerals it has learnt are what a loss can then push down or keep.
         warm_dir = out / "students" / f"warm-start-seed{seed}"
-        null_spec = [{"name": "null", "model": str(null), "loss": "kd"}]
-        wall = train(config(student, null_spec, data, warm_dir, s, s["warmup_steps"], seed, True, False), warm_dir)
+        wall = pretrain(student, null, data, warm_dir, s, s["warmup_steps"], seed=seed)
         results["runs"][f"warm-start/{seed}"] = row = {
             "method": "warm-start", "seed": seed, "wall_s": wall, "curve": [],
             **evaluate(latest(warm_dir), vocabs["llama3"], data, s, device),
         }  # fmt: skip
         start = json.loads((warm_dir / "eval.jsonl").read_text().splitlines()[-1])["next_token"]
         log(f"warm start seed {seed}: ce {row['ce_token']:.3f} multi-acc {row['multi_acc']:.3f} ({wall:.0f}s)")
-        student = (latest(warm_dir), student)
+        warm = (latest(warm_dir), student)  # weights, and the folder with the tokenizer
         names = QUICK_METHODS if mode == "quick" else (list(table) if seed == 0 else HEADLINE)
         for name in names:
             specs = [
@@ -292,9 +291,9 @@ def main(argv: list[str] | None = None) -> int:
                  "weight": t.get("weight", 1.0), "learn_w": t.get("learn_w", False),
                  "projection": str(ws[t["teacher"]]) if t["loss"] in ("p_kl", "h_kl") else None}
                 for i, t in enumerate(table[name])
-            ] or null_spec  # fmt: skip
+            ] or [null_teacher(null)]  # fmt: skip
             run_dir = out / "students" / f"{name}-seed{seed}"
-            wall = train(config(student, specs, data, run_dir, s, s["student_steps"], seed, name == "ce"), run_dir)
+            wall = train(config(warm, specs, data, run_dir, s, s["student_steps"], seed, ce_only=name == "ce"), run_dir)
             row = {
                 "method": name,
                 "seed": seed,
@@ -302,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
                 **evaluate(latest(run_dir), vocabs["llama3"], data, s, device),
             }
             evals = [json.loads(x) for x in (run_dir / "eval.jsonl").read_text().splitlines()]
-            row["curve"] = [[e["step"], e["next_token"].get("multi_digit_mass@numeral")] for e in [{"step": 0,
-                            "next_token": start}] + evals]  # fmt: skip
+            evals.insert(0, {"step": 0, "next_token": start})
+            row["curve"] = [[e["step"], e["next_token"].get("multi_digit_mass@numeral")] for e in evals]
             results["runs"][f"{name}/{seed}"] = row
             log(f"{name} seed {seed}: ce {row['ce_token']:.3f} multi-acc {row['multi_acc']:.3f} ({wall:.0f}s)")
     results["wall_s"] = time.perf_counter() - t0
