@@ -15,9 +15,10 @@ import statistics
 import time
 
 from xtoken_align.diagnose import diagnose
-from xtoken_align.diagnose_corpus import end_keys, one_to_one, tokenize
+from xtoken_align.diagnose_corpus import one_to_one
 from xtoken_align.projection import build_projection
 from xtoken_align.score import default_corpus, read_corpus
+from xtoken_align.spans import encode_spans
 from xtoken_align.vocab import load_vocab
 
 
@@ -32,8 +33,8 @@ def tokenize_both(student, teacher, texts: list[str]) -> None:
         vocab.tokenizer.encode_batch(texts, add_special_tokens=False)
 
 
-def chunk(student, teacher, student_tokens, teacher_tokens) -> None:
-    one_to_one(end_keys(student, student_tokens), end_keys(teacher, teacher_tokens))
+def chunk(student_tokens, teacher_tokens) -> None:
+    one_to_one(student_tokens, teacher_tokens)
 
 
 def main() -> None:
@@ -54,12 +55,12 @@ def main() -> None:
         for vocab in (student, teacher):  # warm the tokenizers' thread pools
             vocab.tokenizer.encode_batch(texts[:100], add_special_tokens=False)
         floor, base, full, chunking = [], [], [], []
-        batches = (tokenize(student, texts), tokenize(teacher, texts))
+        batches = (encode_spans(student, texts), encode_spans(teacher, texts))
         for _ in range(args.repeat):
             floor.append(seconds(tokenize_both, student, teacher, texts))
             base.append(seconds(diagnose, student, teachers, None))
             full.append(seconds(diagnose, student, teachers, texts))
-            chunking.append(seconds(chunk, student, teacher, *batches))
+            chunking.append(seconds(chunk, *batches))
         floor_s, base_s, full_s, chunk_s = (statistics.median(x) for x in (floor, base, full, chunking))
         added = full_s - base_s
         print(

@@ -351,6 +351,7 @@ def boundaries(tokens: list[dict]) -> set[int]:
 def check_pair(view: dict, text: str) -> None:
     """Invariants of a pair view, computed independently of the server's alignment."""
     data = text.encode("utf-8")
+    assert view["round_trips"] == {"student": True, "teacher": True}
     for side in ("student", "teacher"):
         tokens = view[side]
         assert tokens[0]["start"] == 0 and tokens[-1]["end"] == len(data)
@@ -427,7 +428,13 @@ def test_pair_view_edge_texts(web_client, text: str, key: str) -> None:
     if text:
         check_pair(view, text)
     else:
-        assert view == {"student": [], "teacher": [], "chunks": [], "disagreeing_boundaries": []}
+        assert view == {
+            "student": [],
+            "teacher": [],
+            "chunks": [],
+            "disagreeing_boundaries": [],
+            "round_trips": {"student": True, "teacher": True},
+        }
 
 
 def test_pair_view_limits(web_workspace) -> None:

@@ -117,7 +117,7 @@ class PairToken(BaseModel):
     display: str
     start: int  # byte offsets in the text
     end: int
-    chunk: int
+    chunk: int  # -1: in no chunk (a zero-width special token, or where the two sides' bytes differ)
     row: list[Entry] = []  # student tokens only
 
 
@@ -129,11 +129,19 @@ class Chunk(BaseModel):
     one_to_one: bool
 
 
+class RoundTrips(BaseModel):
+    """Whether each tokenizer's tokens spell the text exactly (decode(encode(text)) == text)."""
+
+    student: bool
+    teacher: bool
+
+
 class PairView(BaseModel):
     student: list[PairToken]
     teacher: list[PairToken]
     chunks: list[Chunk]
     disagreeing_boundaries: list[int]  # byte offsets where only one side has a token boundary
+    round_trips: RoundTrips
 
 
 class HistoryItem(BaseModel):

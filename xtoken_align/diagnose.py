@@ -20,8 +20,7 @@ all counted over student token ids (unused ids left out, special tokens as categ
   close where both tokenisations reach the same byte offset (method.md §3); a student position is
   "not 1:1" when its chunk is not one student token facing one teacher token.
 
-Left out: anything that needs a model (teacher probabilities, gradients) and the sequence aligner of
-training; the byte-offset walk here assumes both tokenizers keep the text's bytes (no normaliser).
+Left out: anything that needs a model (teacher probabilities, gradients).
 The text, figure and HTML renderings are re-exported here from `reports` and `diagnose_html`.
 """
 
@@ -34,13 +33,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from xtoken_align.categories import CATEGORY_ORDER, category_rank, is_numeral
-from xtoken_align.diagnose_corpus import corpus_mass, tokenize
+from xtoken_align.diagnose_corpus import corpus_mass
 from xtoken_align.diagnose_html import diagnose_figures, diagnose_html
 from xtoken_align.errors import XTokenError
 from xtoken_align.io import check_tokenizers
 from xtoken_align.projection import Projection, build_projection
 from xtoken_align.reports import diagnose_text
 from xtoken_align.score import common_set
+from xtoken_align.spans import encode_spans
 from xtoken_align.vocab import Vocab
 
 __all__ = [
@@ -100,7 +100,7 @@ def diagnose(
     names = sorted(set(per_id), key=lambda c: (category_rank(c), c))
     codes = np.asarray([names.index(c) for c in per_id], dtype=np.int64)  # (V_S,) index into names
     critical_codes = [names.index(c) for c in critical if c in names]
-    student_tokens = tokenize(student, texts) if texts is not None else None
+    student_tokens = encode_spans(student, texts) if texts is not None else None
     sample_ids = student.tokenizer.encode(sample_text, add_special_tokens=False).ids
     report = {
         "student": _info(student),
@@ -120,9 +120,9 @@ def diagnose(
         recommendation, reason = _recommend(student, teacher, categories, critical, same)
         corpus = None
         if student_tokens is not None:
-            tokens = (student_tokens, tokenize(teacher, texts))
+            tokens = (student_tokens, encode_spans(teacher, texts))
             corpus = {"name": corpus_name, "texts": len(texts)}
-            corpus |= corpus_mass(student, teacher, *tokens, ~strict, codes, names, critical_codes)
+            corpus |= corpus_mass(*tokens, ~strict, codes, names, critical_codes)
         at_risk = np.flatnonzero(np.isin(codes, critical_codes) & ~strict).tolist()
         report["teachers"].append(
             {

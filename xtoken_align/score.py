@@ -24,6 +24,7 @@ from xtoken_align.categories import category_rank
 from xtoken_align.errors import XTokenError
 from xtoken_align.projection import Projection
 from xtoken_align.rules import RULE_CODES, RuleContext
+from xtoken_align.spans import align_chunks, encode_spans, round_trips
 from xtoken_align.vocab import Vocab
 
 HKL_THRESHOLD = 0.6
@@ -74,9 +75,16 @@ def read_corpus(path: str | Path, limit: int | None = None) -> list[str]:
 
 
 def common_set(projection: Projection, threshold: float = HKL_THRESHOLD) -> dict[int, int]:
-    """H-KL common set, student id -> teacher id (method.md §4)."""
+    """H-KL common set, student id -> teacher id (method.md §4).
+
+    Each student row offers its top teacher token when that weight reaches `threshold`. Where rows
+    collide on a teacher token, the row that *is* it wins (an `exact` or `special` entry: the
+    student's real `3`, not its `<0x33>` byte piece or a rule-made numeral row), then the higher
+    weight, then the lower student id.
+    """
     m = projection.matrix
-    best: dict[int, tuple[float, int]] = {}  # teacher id -> (weight, student id)
+    identity = np.isin(projection.rules, [RULE_CODES.index("exact"), RULE_CODES.index("special")])
+    best: dict[int, tuple[bool, float, int]] = {}  # teacher id -> (is it, weight, student id)
     for row in range(m.shape[0]):
         start, end = m.indptr[row], m.indptr[row + 1]
         if start == end:
@@ -85,10 +93,11 @@ def common_set(projection: Projection, threshold: float = HKL_THRESHOLD) -> dict
         weight, col = float(m.data[k]), int(m.indices[k])
         if weight < threshold:
             continue
+        claim = (bool(identity[k]), weight, row)
         held = best.get(col)
-        if held is None or weight > held[0]:  # equal weight: the earlier, lower student id stays
-            best[col] = (weight, row)
-    return {row: col for col, (_, row) in best.items()}
+        if held is None or claim[:2] > held[:2]:  # equal claims: the earlier, lower student id stays
+            best[col] = claim
+    return {row: col for col, (_, _, row) in best.items()}
 
 
 def coverage(projection: Projection, student: Vocab, threshold: float = HKL_THRESHOLD) -> dict[str, dict[str, int]]:
@@ -149,59 +158,26 @@ def off_piece_mass(projection: Projection, student: Vocab, teacher: Vocab) -> di
     }
 
 
-def token_spans(vocab: Vocab, ids, lengths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(start, end) byte offsets of each token in the text it was encoded from; SentencePiece's
-    dropped first space is taken off the first token.
-
-    `lengths` (canonical byte length per id) can be passed in to save recomputing it per text.
-    """
-    ids = np.asarray(ids, dtype=np.int64)
-    if lengths is None:
-        lengths = np.fromiter((len(b) for b in vocab.token_bytes), dtype=np.int64, count=vocab.size)
-    ends = np.cumsum(lengths[ids])
-    if vocab.strips_leading_space and len(ids) and vocab.token_bytes[ids[0]].startswith(b" "):
-        ends = ends - 1
-    starts = np.maximum(ends - lengths[ids], 0)
-    return starts, ends
-
-
 def corpus_agreement(projection: Projection, student: Vocab, teacher: Vocab, texts: list[str]) -> dict:
-    """agreement@1 and mass on the teacher's actual token, over student tokens whose start the
-    teacher shares; per student category."""
+    """agreement@1 and mass on the teacher's actual token, over student tokens that open a chunk
+    (`spans.align_chunks`: the teacher has a token starting at the same byte); per student
+    category. Texts that a tokenizer does not round-trip are counted and named apart."""
     m = projection.matrix
     top_col = np.full(student.size, -1, dtype=np.int64)
     filled = np.flatnonzero(np.diff(m.indptr) > 0)
     for row in filled:
         start, end = m.indptr[row], m.indptr[row + 1]
         top_col[row] = m.indices[start + int(np.argmax(m.data[start:end]))]
-    s_len = np.fromiter((len(b) for b in student.token_bytes), dtype=np.int64, count=student.size)
-    t_len = np.fromiter((len(b) for b in teacher.token_bytes), dtype=np.int64, count=teacher.size)
-    s_ids_all, t_ids_all = [], []
-    for s_enc, t_enc in zip(
-        student.tokenizer.encode_batch(texts, add_special_tokens=False),
-        teacher.tokenizer.encode_batch(texts, add_special_tokens=False),
-        strict=True,
-    ):
-        s_ids, t_ids = np.asarray(s_enc.ids, dtype=np.int64), np.asarray(t_enc.ids, dtype=np.int64)
-        if not len(s_ids) or not len(t_ids):
-            continue
-        s_start, t_start = token_spans(student, s_ids, s_len)[0], token_spans(teacher, t_ids, t_len)[0]
-        where = np.searchsorted(t_start, s_start)
-        where = np.minimum(where, len(t_start) - 1)
-        aligned = t_start[where] == s_start
-        s_ids_all.append(s_ids[aligned])
-        t_ids_all.append(t_ids[where[aligned]])
-        s_ids_all.append(np.full((~aligned).sum(), -1))  # unaligned student tokens
-        t_ids_all.append(np.full((~aligned).sum(), -1))
-    s_ids = np.concatenate(s_ids_all) if s_ids_all else np.zeros(0, np.int64)
-    t_ids = np.concatenate(t_ids_all) if t_ids_all else np.zeros(0, np.int64)
-    aligned = s_ids >= 0
-    total_tokens = len(s_ids)
-    s_al, t_al = s_ids[aligned], t_ids[aligned]
+    s, t = encode_spans(student, texts), encode_spans(teacher, texts)
+    chunks = align_chunks(s, t)
+    s_opens, t_opens = _chunk_openers(chunks.student, chunks.total), _chunk_openers(chunks.teacher, chunks.total)
+    position = np.arange(len(s.ids))
+    aligned = (chunks.student >= 0) & (s_opens[chunks.student] == position)
+    s_al, t_al = s.ids[aligned], t.ids[t_opens[chunks.student[aligned]]]
     hits = top_col[s_al] == t_al
     mass = np.asarray(m[s_al, t_al]).ravel() if len(s_al) else np.zeros(0)
     categories: dict[str, dict] = {}
-    cats = np.asarray(["special" if s in student.special else student.categories[s] for s in s_al.tolist()])
+    cats = np.asarray(student.categories)[s_al]
     for category in sorted(set(cats.tolist()), key=lambda c: (category_rank(c), c)):
         pick = cats == category
         categories[category] = {
@@ -209,15 +185,45 @@ def corpus_agreement(projection: Projection, student: Vocab, teacher: Vocab, tex
             "agreement@1": round(float(hits[pick].mean()), 4),
             "mass": round(float(mass[pick].mean()), 4),
         }
+    s_ok, t_ok = round_trips(s, texts), round_trips(t, texts)
+    clean = np.repeat(s_ok & t_ok, s.count)
     return {
         "texts": len(texts),
-        "student_tokens": int(total_tokens),
+        "student_tokens": len(s.ids),
         "aligned_tokens": int(aligned.sum()),
-        "aligned_share": round(float(aligned.mean()), 4) if total_tokens else 0.0,
-        "agreement@1": round(float(hits.mean()), 4) if len(hits) else 0.0,
+        "aligned_share": _share(aligned),
+        "aligned_share_round_trip": _share(aligned[clean]),
+        "not_round_trip": {
+            "student": int((~s_ok).sum()),
+            "teacher": int((~t_ok).sum()),
+            "texts": [
+                {"text": k, "side": _sides(s_ok[k], t_ok[k]), "starts": texts[k][:60]}
+                for k in np.flatnonzero(~(s_ok & t_ok))[:NAMED_TEXTS].tolist()
+            ],
+        },
+        "agreement@1": _share(hits),
         "mass": round(float(mass.mean()), 4) if len(mass) else 0.0,
         "categories": categories,
     }
+
+
+NAMED_TEXTS = 20  # texts named in a report's not-round-trip list; the counts cover all
+
+
+def _chunk_openers(chunk: np.ndarray, total: int) -> np.ndarray:
+    """(total + 1,) position of the first token of each chunk (slot `total`, for -1: unused)."""
+    opens = np.full(total + 1, -1, dtype=np.int64)
+    kept = np.flatnonzero(chunk >= 0)
+    opens[chunk[kept[::-1]]] = kept[::-1]  # reversed: the earliest position is written last
+    return opens
+
+
+def _share(flags: np.ndarray) -> float:
+    return round(float(flags.mean()), 4) if len(flags) else 0.0
+
+
+def _sides(student_ok: bool, teacher_ok: bool) -> str:
+    return "both" if not (student_ok or teacher_ok) else "student" if not student_ok else "teacher"
 
 
 def score_projection(

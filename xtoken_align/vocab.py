@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 from tokenizers import Tokenizer
 
 from xtoken_align.categories import categorize, category_rank
@@ -67,6 +68,16 @@ def _bytes_to_unicode() -> dict[str, int]:
 
 
 _BYTE_DECODER = _bytes_to_unicode()
+
+
+@dataclass(frozen=True)
+class ByteTable:
+    """Per-vocabulary lookups for laying tokens out on bytes, built once."""
+
+    width: np.ndarray  # int64 (V,) canonical byte length, 0 for special tokens
+    special: np.ndarray  # bool (V,)
+    flat: np.ndarray  # uint8, every id's canonical bytes back to back (special tokens: none)
+    offset: np.ndarray  # int64 (V,) where each id's bytes start in `flat`
 
 
 @dataclass
@@ -130,6 +141,16 @@ class Vocab:
         return dict(sorted(counts.items(), key=lambda kv: (category_rank(kv[0]), kv[0])))
 
     @cached_property
+    def byte_table(self) -> ByteTable:
+        """Every id's canonical bytes flat, with widths (zero for special tokens), for `spans`."""
+        special = np.zeros(self.size, dtype=bool)
+        special[list(self.special)] = True
+        data = [b"" if special[i] else b for i, b in enumerate(self.token_bytes)]
+        width = np.fromiter(map(len, data), dtype=np.int64, count=self.size)
+        flat = np.frombuffer(b"".join(data), dtype=np.uint8)
+        return ByteTable(width, special, flat, np.cumsum(width) - width)
+
+    @cached_property
     def fingerprint(self) -> str:
         """sha256 of the canonical vocabulary: bytes and special flags of every id, in order."""
         digest = hashlib.sha256()
@@ -173,8 +194,11 @@ def build_vocab(loaded: LoadedTokenizer) -> Vocab:
     for key, content in loaded.config_roles.items():
         config_roles[content].append(_CONFIG_ROLES[key])
     for index, token in added.items():
+        # Decoding runs an added token's content through the same decoder as any piece (Gemma's
+        # added `▁▁` decodes to two spaces), whatever its `normalized`/`lstrip`/`rstrip` flags:
+        # those change how text is matched on the way in, not what the token prints.
         pieces[index] = token.content
-        token_bytes[index] = token.content.encode("utf-8")  # what decode prints when not skipping
+        token_bytes[index] = _piece_bytes(token.content, family, byte_fallback)
         if token.special:
             roles = config_roles.get(token.content, []) + [_marker_role(token.content)]
             special[index] = list(dict.fromkeys(roles))

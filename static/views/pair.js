@@ -35,6 +35,7 @@ function drawPair(output, pair) {
 
   const highlight = (chunk, on) => {
     const c = chunkOf(chunk);
+    if (!c) return; // chunk -1: a special token, or where the two sides' bytes differ
     for (const p of c.student) spans.student[p]?.classList.toggle("lit", on);
     for (const p of c.teacher) spans.teacher[p]?.classList.toggle("lit", on);
   };
@@ -48,8 +49,7 @@ function drawPair(output, pair) {
               h("td", {}, h("code", {}, glyphs(e.display)), ` #${e.teacher_id}`), h("td", {}, weight(e.weight)), h("td", {}, e.rule)))))
         : h("p", { class: "warn" }, "Empty row: this token has no counterpart in the teacher."),
     );
-    const chunk = chunkOf(token.chunk);
-    for (const p of chunk.teacher) {
+    for (const p of chunkOf(token.chunk)?.teacher ?? []) {
       const id = pair.teacher[p].id;
       spans.teacher[p].classList.toggle("in-row", token.row.some((e) => e.teacher_id === id));
     }
@@ -60,7 +60,7 @@ function drawPair(output, pair) {
     h("div", { class: `tokens ${side}`, role: "list", "aria-label": `${side} tokens` },
       tokens.map((token, position) => {
         const span = h("span", {
-          class: `tok${loose.has(token.chunk) ? " loose" : ""}`,
+          class: `tok${loose.has(token.chunk) ? " loose" : ""}${token.chunk < 0 ? " unchunked" : ""}`,
           role: "listitem",
           tabindex: 0,
           title: `${side} #${token.id} ${JSON.stringify(token.piece)} bytes ${token.start}-${token.end}`,
@@ -86,6 +86,9 @@ function drawPair(output, pair) {
         h("h2", {}, `teacher ${teacher.name}: ${pair.teacher.length} tokens`),
         line("teacher", pair.teacher),
         h("p", { class: "muted" },
-          `${pair.chunks.length} chunks, ${ones} one-to-one; ${pair.disagreeing_boundaries.length} boundaries on one side only (dashed).`)),
+          `${pair.chunks.length} chunks, ${ones} one-to-one; ${pair.disagreeing_boundaries.length} boundaries on one side only (dashed).`),
+        ...["student", "teacher"].filter((side) => !pair.round_trips[side]).map((side) =>
+          h("p", { class: "warn" },
+            `The ${side} tokenizer does not reproduce this text byte for byte; tokens where the two sides differ belong to no chunk (dotted).`))),
       panel));
 }
