@@ -54,7 +54,8 @@ def test_numerals_under_qwen3_and_o200k() -> None:
         total=1000, strict=0, exact=0, common=0, covered=1000, severity="critical"
     )
     assert qwen3["recommendation"] == "p_kl"
-    assert qwen3["reason"].startswith("1,100 of 1,110 numeral tokens have no exact match in qwen3")
+    assert qwen3["reason"].startswith("1,100 of 1,110 numeral tokens are outside the H-KL common set for qwen3")
+    assert "digits:2 0/100, digits:3 0/1,000 common" in qwen3["reason"]
     assert {u["category"] for u in qwen3["unmatched_critical"]} == {"digits:2", "digits:3"}
     assert len(qwen3["unmatched_critical"]) == 1_100
     assert [w["display"] for w in next(u for u in qwen3["unmatched_critical"] if u["piece"] == "201")["w_row"]] == [
