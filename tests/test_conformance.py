@@ -42,7 +42,7 @@ def spans_of(name: str, corpus: str) -> Spans:
 def test_decoding_is_canonical_bytes(name: str) -> None:
     v = vocab(name)
     spans = spans_of(name, "stress")
-    for k, (label, text) in enumerate(stress_corpus()):
+    for k, (label, _) in enumerate(stress_corpus()):
         ids = spans.ids[spans.tokens(k)].tolist()
         assert v.tokenizer.decode(ids, skip_special_tokens=True).encode() == spans.text_bytes(k), label
     # With special tokens in the text: they decode to their content, and take no bytes of the text.
