@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import gsm8k, vocab
+from conftest import FAMILIES, gsm8k, vocab
 
 from xtoken_align.diagnose import (
     DEFAULT_CRITICAL,
@@ -26,6 +26,7 @@ from xtoken_align.diagnose import (
 from xtoken_align.diagnose_corpus import one_to_one
 from xtoken_align.errors import XTokenError
 from xtoken_align.projection import build_projection
+from xtoken_align.score import common_set
 from xtoken_align.spans import encode_spans
 
 
@@ -263,3 +264,60 @@ def test_bad_input_exits_2_without_traceback(run_cli, tmp_path: Path, extra: lis
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not list(tmp_path.glob("report*"))
+
+
+def distinct_families() -> list[str]:
+    """One demo per canonical vocabulary (llama3-tiktoken is llama3, byte for byte)."""
+    seen: dict[str, str] = {}
+    for name in FAMILIES:
+        seen.setdefault(vocab(name).fingerprint, name)
+    return list(seen.values())
+
+
+QUOTED = re.compile(r"\(([^()]*) (common|strict)\)")
+
+
+def quoted_counts(reason: str) -> list[tuple[str, str, str, str]]:
+    """(category, count, total, field) of every "(digits:2 0/100, digits:3 0/1,000 common)" group."""
+    out = []
+    for group, field in QUOTED.findall(reason):
+        for item in group.split(", "):
+            category, fraction = item.split(" ")
+            out.append((category, *fraction.split("/"), field))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("direction", [0, 1])
+def test_verdict_quotes_its_own_table_for_every_pair(direction: int) -> None:
+    """For every ordered pair of demo vocabularies: each count in the reason is the table's, and
+    P-KL is advised exactly when a critical category falls outside the H-KL common set."""
+    names = distinct_families()
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    for student, teacher in (pairs if direction == 0 else [(b, a) for a, b in pairs]):
+        (entry,) = diagnose(vocab(student), [(vocab(teacher), built(student, teacher))], None)["teachers"]
+        table = entry["categories"]
+        quoted = quoted_counts(entry["reason"])
+        assert quoted, entry["reason"]
+        for category, got, total, field in quoted:
+            row = table[category]
+            assert (int(got.replace(",", "")), int(total.replace(",", ""))) == (row[field], row["total"])
+        outside = [c for c in DEFAULT_CRITICAL if c in table and table[c]["common"] / table[c]["total"] < 0.95]
+        assert (entry["recommendation"] == "p_kl") == bool(outside), (student, teacher, entry["reason"])
+        assert {c for c, _, _, field in quoted if field == "common"} >= set(outside)
+        for c in DEFAULT_CRITICAL:
+            if c in table:
+                assert (table[c]["severity"] == "critical") == (table[c]["common"] / table[c]["total"] < 0.5)
+
+
+@pytest.mark.parametrize("student", ["llama2", "mistral-v1"])
+def test_byte_fallback_students_keep_their_real_digits_in_the_common_set(student: str) -> None:
+    (entry,) = diagnose(vocab(student), [(vocab("qwen3"), built(student, "qwen3"))], None)["teachers"]
+    assert entry["categories"]["digits:1"]["common"] == 10 and entry["recommendation"] == "h_kl"
+    common = common_set(built(student, "qwen3"))
+    s, t = vocab(student), vocab("qwen3")
+    for digit in b"0123456789":
+        real = s.id_of_bytes(bytes([digit]))
+        assert s.categories[real] == "digits:1" and common[real] == t.id_of_bytes(bytes([digit]))
+        byte_piece = s.pieces.index(f"<0x{digit:02X}>")
+        assert byte_piece not in common  # the <0x33> fallback piece loses the collision to the real `3`

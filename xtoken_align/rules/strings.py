@@ -31,10 +31,15 @@ ROLE_PRIORITY = (
 
 
 def exact_rule(ctx: RuleContext, rows: list[int], config: ExactRule) -> Entries:
-    """One-hot rows where the teacher has a regular token with the same canonical bytes."""
+    """One-hot rows where the teacher has a regular token with the same canonical bytes.
+
+    Only the student token that *is* those bytes (`Vocab.id_of_bytes`: the real `3`, not the
+    `<0x33>` fallback piece spelling the same byte) is an exact match; the duplicate is left to
+    the `bytes` rule, so the H-KL common set hands the teacher's `3` to the real one.
+    """
     entries = Entries()
     for row in rows:
-        if ctx.student.is_regular(row):
+        if ctx.student.is_regular(row) and ctx.student.id_of_bytes(ctx.student.token_bytes[row]) == row:
             match = ctx.teacher.id_of_bytes(ctx.student.token_bytes[row])
             if match is not None:
                 entries.add(row, match, 1.0)
