@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from xtoken_align.demo import cache_dir
+from xtoken_align.demo import DEMOS, cache_dir, demo_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -23,7 +23,8 @@ SHARED = ROOT.parent / "shared"
 if "XTOKEN_ALIGN_TOKENIZERS" not in os.environ and (SHARED / "tokenizers").is_dir():
     os.environ["XTOKEN_ALIGN_TOKENIZERS"] = str(SHARED / "tokenizers")
 
-# The folder holding one sub-folder per demo tokenizer, wherever demo_path() resolves them.
+# The folder of the demos that ../shared holds (the first seven), else the cache; for any demo,
+# `demo_file` finds it wherever demo_path() resolves it.
 TOKENIZERS = Path(os.environ.get("XTOKEN_ALIGN_TOKENIZERS") or cache_dir())
 GSM8K = {
     "test": ROOT / "xtoken_align" / "data" / "gsm8k" / "test.jsonl",
@@ -32,6 +33,18 @@ GSM8K = {
 
 # Every family we support, by demo name.
 FAMILIES = ["llama3", "qwen3", "o200k", "llama2", "llama3-tiktoken", "qwen-tiktoken", "mistral-v1"]
+FAMILIES += ["gemma3", "cl100k", "llama3.1", "tekken", "mistral-v3", "llama4-tiktoken"]
+
+
+def demo_file(name: str, file: str | None = None) -> Path:
+    """A file of demo `name` (default: its main file), from ../shared or the cache, never fetched."""
+    path = demo_path(name, fetch=False)
+    return path if file is None else path.with_name(file)
+
+
+def demo_files(name: str) -> dict[str, Path]:
+    """Every file of demo `name`, by its name in the demo's folder."""
+    return {file: demo_file(name, file) for file in DEMOS[name].files}
 
 
 @cache
