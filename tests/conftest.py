@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from xtoken_align.demo import DEMOS, cache_dir, demo_path
+from xtoken_align.demo import DEMOS, cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -36,10 +36,19 @@ FAMILIES = ["llama3", "qwen3", "o200k", "llama2", "llama3-tiktoken", "qwen-tikto
 FAMILIES += ["gemma3", "cl100k", "llama3.1", "tekken", "mistral-v3", "llama4-tiktoken"]
 
 
+# Resolved once, before any test points the environment at a temporary cache.
+CACHE = cache_dir()
+
+
 def demo_file(name: str, file: str | None = None) -> Path:
-    """A file of demo `name` (default: its main file), from ../shared or the cache, never fetched."""
-    path = demo_path(name, fetch=False)
-    return path if file is None else path.with_name(file)
+    """A file of demo `name` (default: its main file) where demo_path() finds it: ../shared when
+    that holds the demo's folder, else the cache. Never fetched; test_demo checks the two agree."""
+    demo = DEMOS[name]
+    folder = TOKENIZERS / demo.folder if (TOKENIZERS / demo.folder).is_dir() else CACHE / demo.folder
+    path = folder / (file or demo.main_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; run `xtoken-align fetch-demos` (make setup does)")
+    return path
 
 
 def demo_files(name: str) -> dict[str, Path]:
