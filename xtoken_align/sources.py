@@ -3,7 +3,8 @@
 A source is one string, the same on the command line and in the API:
 
 - `demo:NAME`                         a demo tokenizer (see `xtoken_align.demo`), fetched on demand;
-- `path/to/tokenizer.json` or a folder holding one (its `tokenizer_config.json` gives BOS/EOS/PAD);
+- `path/to/tokenizer.json` or a folder holding one (its `tokenizer_config.json` gives BOS/EOS/PAD
+  and the chat template);
 - `path/to/tekken.json`                a Mistral Tekken file (Mistral-Nemo and later; told apart
   from a tokenizer.json by content);
 - `path/to/file.tiktoken`, `tiktoken:PATTERN:PATH`  a tiktoken BPE rank file. A known file (Llama-3,
@@ -16,9 +17,11 @@ A source is one string, the same on the command line and in the API:
 
 Everything becomes a `tokenizers.Tokenizer` through maintained converters (transformers'
 `TikTokenConverter`, `MistralConverter` and `LlamaConverter`'s pieces), so later stages see one
-interface. Left out: slow-only
-tokenizers with no converter (WordPiece/Unigram models are loaded but canonicalised only if their
-decoder is byte-level or SentencePiece-style).
+interface. Nothing is assembled by hand but the SentencePiece wiring (see `_load_sentencepiece`)
+and the tables of known tiktoken files. Left out: slow-only tokenizers with no converter
+(WordPiece/Unigram models are loaded but canonicalised only if their decoder is byte-level or
+SentencePiece-style); chat templates that a format keeps outside its config (Tekken's, which
+transformers generates with mistral-common).
 """
 
 from __future__ import annotations
