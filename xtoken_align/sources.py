@@ -3,17 +3,25 @@
 A source is one string, the same on the command line and in the API:
 
 - `demo:NAME`                         a demo tokenizer (see `xtoken_align.demo`), fetched on demand;
-- `path/to/tokenizer.json` or a folder holding one (its `tokenizer_config.json` gives BOS/EOS/PAD);
-- `path/to/file.tiktoken`, `tiktoken:PATTERN:PATH`  a tiktoken BPE rank file; the pre-tokenizer
-  pattern is named (`llama3`, `qwen2`, `o200k`, `cl100k`) or inferred from the path;
-- `path/to/tokenizer.model`           a SentencePiece model, or Meta's tiktoken Llama-3 file
+- `path/to/tokenizer.json` or a folder holding one (its `tokenizer_config.json` gives BOS/EOS/PAD
+  and the chat template);
+- `path/to/tekken.json`                a Mistral Tekken file (Mistral-Nemo and later; told apart
+  from a tokenizer.json by content);
+- `path/to/file.tiktoken`, `tiktoken:PATTERN:PATH`  a tiktoken BPE rank file. A known file (Llama-3,
+  Llama-4, Qwen; see `xtoken_align.tiktoken_files`) is recognised by its sha256, never by its name,
+  and brings its pattern and special tokens; any other file needs its pattern named (`llama3`,
+  `llama4`, `qwen2`, `o200k`, `cl100k`) and loads as ranks only, no special tokens guessed;
+- `path/to/tokenizer.model`           a SentencePiece model, or Meta's tiktoken Llama-3/4 file
   (told apart by content);
 - `hf:ORG/NAME` or `ORG/NAME`         a Hugging Face Hub model id, through `huggingface_hub`'s cache.
 
 Everything becomes a `tokenizers.Tokenizer` through maintained converters (transformers'
-`TikTokenConverter` and `LlamaConverter`), so later stages see one interface. Left out: slow-only
-tokenizers with no converter (WordPiece/Unigram models are loaded but canonicalised only if their
-decoder is byte-level or SentencePiece-style).
+`TikTokenConverter`, `MistralConverter` and `LlamaConverter`'s pieces), so later stages see one
+interface. Nothing is assembled by hand but the SentencePiece wiring (see `_load_sentencepiece`)
+and the tables of known tiktoken files. Left out: slow-only tokenizers with no converter
+(WordPiece/Unigram models are loaded but canonicalised only if their decoder is byte-level or
+SentencePiece-style); chat templates that a format keeps outside its config (Tekken's, which
+transformers generates with mistral-common).
 """
 
 from __future__ import annotations
@@ -27,39 +35,7 @@ from pathlib import Path
 from tokenizers import AddedToken, Regex, Tokenizer
 
 from xtoken_align.errors import XTokenError
-
-# Pre-tokenizer split patterns of the tiktoken vocabularies we know, as their authors publish them.
-TIKTOKEN_PATTERNS: dict[str, str] = {
-    "llama3": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",  # noqa: E501
-    "cl100k": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",  # noqa: E501
-    "qwen2": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",  # noqa: E501
-    "o200k": r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",  # noqa: E501
-}
-
-# Words in a tiktoken file's path that name its pattern, checked in this order.
-_PATTERN_HINTS = (("qwen", "qwen2"), ("o200k", "o200k"), ("cl100k", "cl100k"), ("llama", "llama3"))
-
-
-def _llama3_specials() -> list[str]:
-    """Meta's 256 Llama-3 special tokens, in id order from 128000."""
-    named = {0: "<|begin_of_text|>", 1: "<|end_of_text|>", 6: "<|start_header_id|>"}
-    named |= {7: "<|end_header_id|>", 9: "<|eot_id|>"}
-    reserved = iter(range(256))
-    return [named.get(i) or f"<|reserved_special_token_{next(reserved)}|>" for i in range(256)]
-
-
-def _qwen_specials() -> list[str]:
-    """Qwen's special tokens, in id order after the 151,643 ranks."""
-    return ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + [f"<|extra_{i}|>" for i in range(205)]
-
-
-# Special tokens that a tiktoken rank file leaves to its loading code, and their config roles.
-_TIKTOKEN_SPECIALS = {
-    "llama3": (_llama3_specials, {"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"}),
-    "qwen2": (_qwen_specials, {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}),
-    "cl100k": (lambda: ["<|endoftext|>"], {"eos_token": "<|endoftext|>"}),
-    "o200k": (lambda: ["<|endoftext|>"], {"eos_token": "<|endoftext|>"}),
-}
+from xtoken_align.tiktoken_files import KNOWN_TIKTOKEN_FILES, TIKTOKEN_PATTERNS, file_sha256, known_tiktoken_file
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -71,8 +47,9 @@ class LoadedTokenizer:
     name: str  # short label for reports: "llama3", "Qwen/Qwen3-4B", "tokenizer.json"
     source: str  # the string it was loaded from; reopening it gives the same tokenizer
     tokenizer: Tokenizer
-    kind: str  # "tokenizer.json", "hub", "tiktoken", "sentencepiece"
+    kind: str  # "tokenizer.json", "hub", "tiktoken", "tekken", "sentencepiece"
     config_roles: dict[str, str] = field(default_factory=dict)  # "bos_token" -> "<s>", ...
+    chat_template: str | None = None  # the Jinja chat template its config carries, if any
 
 
 def load_tokenizer(source: str) -> LoadedTokenizer:
@@ -115,13 +92,14 @@ def _existing(path: str) -> Path:
 
 def _load_path(path: Path, pattern: str | None) -> LoadedTokenizer:
     if path.is_dir():
-        candidates = [path / "tokenizer.json", *sorted(path.glob("*.tiktoken")), path / "tokenizer.model"]
+        candidates = [path / "tokenizer.json", *sorted(path.glob("tekken*.json"))]
+        candidates += [*sorted(path.glob("*.tiktoken")), path / "tokenizer.model"]
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
-            raise XTokenError(f"{path} holds no tokenizer.json, *.tiktoken or tokenizer.model")
+            raise XTokenError(f"{path} holds no tokenizer.json, tekken*.json, *.tiktoken or tokenizer.model")
         path = found
     if path.suffix == ".json":
-        return _load_tokenizer_json(path)
+        return _load_json_file(path)
     if _looks_like_tiktoken(path):
         return _load_tiktoken(path, pattern)
     if path.suffix == ".model":
@@ -129,28 +107,85 @@ def _load_path(path: Path, pattern: str | None) -> LoadedTokenizer:
     raise XTokenError(f"{path}: not a tokenizer.json, tiktoken rank file or SentencePiece model")
 
 
-def _load_tokenizer_json(path: Path, name: str | None = None) -> LoadedTokenizer:
+def _load_json_file(path: Path, name: str | None = None) -> LoadedTokenizer:
+    """A tokenizer.json or a Tekken file, told apart by content (both are one JSON object)."""
     try:
-        json.loads(path.read_text(encoding="utf-8"))
-        tokenizer = Tokenizer.from_file(str(path))
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise XTokenError(f"{path}: not valid JSON ({exc}); is the file truncated?") from None
+    if _is_tekken(data):
+        return _load_tekken(path, data)
+    try:
+        tokenizer = Tokenizer.from_str(text)
     except Exception as exc:  # the Rust loader raises plain Exception with its own message
         raise XTokenError(f"{path}: not a Hugging Face tokenizer.json ({exc})") from None
+    settings = _read_config(path.with_name("tokenizer_config.json"))
     roles: dict[str, str] = {}
-    config = path.with_name("tokenizer_config.json")
-    if config.is_file():
-        try:
-            settings = json.loads(config.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise XTokenError(f"{config}: not valid JSON ({exc})") from None
-        for key in ("bos_token", "eos_token", "pad_token", "unk_token"):
-            value = settings.get(key)
-            if isinstance(value, dict):  # older configs store an AddedToken dict
-                value = value.get("content")
-            if isinstance(value, str):
-                roles[key] = value
-    return LoadedTokenizer(name or _label(path), str(path), tokenizer, "tokenizer.json", roles)
+    for key in ("bos_token", "eos_token", "pad_token", "unk_token"):
+        value = settings.get(key)
+        if isinstance(value, dict):  # older configs store an AddedToken dict
+            value = value.get("content")
+        if isinstance(value, str):
+            roles[key] = value
+    template = _chat_template(settings.get("chat_template"))
+    jinja = path.with_name("chat_template.jinja")  # where newer transformers save it instead
+    if template is None and jinja.is_file():
+        template = jinja.read_text(encoding="utf-8")
+    return LoadedTokenizer(name or _label(path), str(path), tokenizer, "tokenizer.json", roles, template)
+
+
+def _read_config(config: Path) -> dict:
+    if not config.is_file():
+        return {}
+    try:
+        settings = json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise XTokenError(f"{config}: not valid JSON ({exc})") from None
+    return settings if isinstance(settings, dict) else {}
+
+
+def _chat_template(value: object) -> str | None:
+    """tokenizer_config.json's `chat_template`: a string, or named templates of which "default" is used.
+
+    `_chat_template([{"name": "default", "template": "{{ x }}"}]) -> "{{ x }}"`
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        named = {t.get("name"): t.get("template") for t in value if isinstance(t, dict)}
+        if isinstance(named.get("default"), str):
+            return named["default"]
+    return None
+
+
+def _is_tekken(data: object) -> bool:
+    """A Tekken file: `config` with a split `pattern`, `vocab` entries of `rank` + base64 `token_bytes`."""
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict) or "pattern" not in data["config"]:
+        return False
+    vocab = data.get("vocab")
+    return isinstance(vocab, list) and bool(vocab) and isinstance(vocab[0], dict) and "token_bytes" in vocab[0]
+
+
+# Tekken's special tokens with a config role, as mistral-common's SpecialTokens names them.
+_TEKKEN_ROLES = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+
+
+def _load_tekken(path: Path, data: dict) -> LoadedTokenizer:
+    """A Tekken file through transformers' `MistralConverter`, which lays ids out as mistral-common's
+    `Tekkenizer` does: the config's `default_num_special_tokens` special ids first (`<SPECIAL_N>`
+    placeholders kept at theirs), then the ranks, cut to `default_vocab_size`; split pattern from the
+    config. A file without a `special_tokens` list (the older format, as in tekken_240718.json) takes
+    mistral-common's default list, which is why mistral-common is a dependency."""
+    from transformers.integrations.mistral.tokenizer import MistralConverter
+
+    try:
+        tokenizer = MistralConverter(str(path)).converted()
+    except Exception as exc:  # KeyError, binascii.Error, ValueError from a damaged file
+        raise XTokenError(f"{path}: not a usable Tekken file ({type(exc).__name__}: {exc})") from None
+    specials = {t.content for t in tokenizer.get_added_tokens_decoder().values() if t.special}
+    roles = {key: token for key, token in _TEKKEN_ROLES.items() if token in specials}
+    return LoadedTokenizer(_label(path), str(path), tokenizer, "tekken", roles)
 
 
 def _label(path: Path) -> str:
@@ -167,32 +202,33 @@ def _looks_like_tiktoken(path: Path) -> bool:
     return re.fullmatch(rb"[A-Za-z0-9+/]+=* \d+", first) is not None
 
 
-def _infer_pattern(path: Path) -> str:
-    lowered = f"{path.parent.name}/{path.name}".lower()  # not the whole path: a home folder can say "llama"
-    for word, pattern in _PATTERN_HINTS:
-        if word in lowered:
-            return pattern
-    raise XTokenError(
-        f"{path}: cannot tell this tiktoken file's pre-tokenizer pattern from its name; "
-        f"name it as tiktoken:PATTERN:{path} with PATTERN one of {', '.join(TIKTOKEN_PATTERNS)}"
-    )
-
-
 def _load_tiktoken(path: Path, pattern: str | None) -> LoadedTokenizer:
+    """Ranks through transformers' `TikTokenConverter`; pattern and special tokens from the table of
+    known files when the content is one of them (an explicit `pattern` still wins), else ranks only."""
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    pattern = pattern or _infer_pattern(path)
-    if pattern not in TIKTOKEN_PATTERNS:
+    if pattern is not None and pattern not in TIKTOKEN_PATTERNS:
         raise XTokenError(f"unknown tiktoken pattern '{pattern}'; known: {', '.join(TIKTOKEN_PATTERNS)}")
     if not _looks_like_tiktoken(path):
         raise XTokenError(f"{path}: not a tiktoken rank file (lines of 'base64 rank')")
+    known = known_tiktoken_file(path)
+    if pattern is None and known is None:
+        names = ", ".join(f.name for f in KNOWN_TIKTOKEN_FILES.values())
+        raise XTokenError(
+            f"{path}: not a tiktoken file this tool knows ({names}; sha256 {file_sha256(path)}), so its "
+            f"pre-tokenizer pattern is unknown; name one as tiktoken:PATTERN:{path} with PATTERN one of "
+            f"{', '.join(TIKTOKEN_PATTERNS)} (ranks only: no special tokens are guessed)"
+        )
     try:
-        tokenizer = TikTokenConverter(str(path), pattern=TIKTOKEN_PATTERNS[pattern]).converted()
+        converter = TikTokenConverter(str(path), pattern=TIKTOKEN_PATTERNS[pattern or known.pattern])
+        tokenizer = converter.converted()
     except Exception as exc:  # tiktoken raises ValueError/binascii.Error on bad lines
         raise XTokenError(f"{path}: cannot read tiktoken ranks ({exc})") from None
-    specials, roles = _TIKTOKEN_SPECIALS[pattern]
-    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials()])
-    return LoadedTokenizer(_label(path), str(path), tokenizer, "tiktoken", dict(roles))
+    if known is None:
+        return LoadedTokenizer(_label(path), str(path), tokenizer, "tiktoken")
+    # Special ids follow the ranks in the order the table lists them, as the publisher's code assigns.
+    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in known.specials])
+    return LoadedTokenizer(_label(path), str(path), tokenizer, "tiktoken", dict(known.roles))
 
 
 def _load_sentencepiece(path: Path) -> LoadedTokenizer:
@@ -252,8 +288,9 @@ def _load_hub(model_id: str, source: str) -> LoadedTokenizer:
     except Exception as exc:  # network, auth, missing repo: all become one line naming the id
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise XTokenError(f"cannot get the tokenizer of hub model '{model_id}': {reason}") from None
-    # Optional, lands beside tokenizer.json in the cache; without it roles come from the tokenizer alone.
-    with contextlib.suppress(Exception):
-        hf_hub_download(model_id, "tokenizer_config.json")
-    loaded = _load_tokenizer_json(path, name=model_id)
-    return LoadedTokenizer(model_id, source, loaded.tokenizer, "hub", loaded.config_roles)
+    # Optional, land beside tokenizer.json in the cache; without them roles come from the tokenizer alone.
+    for optional in ("tokenizer_config.json", "chat_template.jinja"):
+        with contextlib.suppress(Exception):
+            hf_hub_download(model_id, optional)
+    loaded = _load_json_file(path, name=model_id)
+    return LoadedTokenizer(model_id, source, loaded.tokenizer, "hub", loaded.config_roles, loaded.chat_template)
