@@ -44,7 +44,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from tokenizers import Tokenizer
+from tokenizers import AddedToken, Tokenizer
 
 CONFIG_KEYS = {"bos_token": "bos", "eos_token": "eos", "pad_token": "pad", "unk_token": "unk"}
 
@@ -218,7 +218,9 @@ def special_roles(
     return result
 
 
-def template_roles(chat_template: str, added: dict, config_roles: dict[str, str]) -> dict[int, tuple[str, str]]:
+def template_roles(
+    chat_template: str, added: dict[int, AddedToken], config_roles: dict[str, str]
+) -> dict[int, tuple[str, str]]:
     """id -> (role, evidence) of the added tokens the rendered chat template places (majority of occurrences)."""
     rendered, contents = _render_probe(chat_template, config_roles)
     if rendered is None:
@@ -227,12 +229,14 @@ def template_roles(chat_template: str, added: dict, config_roles: dict[str, str]
     present = sorted((c for c in by_content if c in rendered), key=len, reverse=True)
     if not present:
         return {}
+    # The rendered probe split into markers and the text between them ("" in `texts` for a marker).
     items = [p for p in re.split("(" + "|".join(map(re.escape, present)) + ")", rendered) if p]
+    texts = [item if item not in by_content else "" for item in items]
     votes: dict[int, Counter[str]] = {}
     for i, item in enumerate(items):
         if item not in by_content:
             continue
-        role = _position_role(items, i, set(by_content), contents, config_roles.get("bos_token"))
+        role = _position_role(items, texts, i, contents, config_roles.get("bos_token"))
         if role:
             votes.setdefault(by_content[item], Counter())[role] += 1
     result = {}
@@ -263,12 +267,8 @@ def _render_probe(chat_template: str, config_roles: dict[str, str]) -> tuple[str
     return None, {}
 
 
-def _position_role(items: list[str], i: int, tokens: set[str], contents: dict[str, str], bos: str | None) -> str | None:
-    """The role the position of token `items[i]` shows, or None (see the module docstring, step 2).
-
-    `items` is the rendered probe split into tokens and the text between them.
-    """
-    texts = [item if item not in tokens else "" for item in items]
+def _position_role(items: list[str], texts: list[str], i: int, contents: dict[str, str], bos: str | None) -> str | None:
+    """The role the position of marker `items[i]` shows, or None (see the module docstring, step 2)."""
     before = texts[i - 1] if i > 0 else ""
     after = texts[i + 1] if i + 1 < len(items) else ""
     if i == 0 and items[0] == bos:
