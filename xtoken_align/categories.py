@@ -27,6 +27,7 @@ CATEGORY_ORDER: tuple[str, ...] = (
     "partial-utf8",
     "byte",
     "special",
+    "special:unused",  # placeholders (`<unusedN>`, reserved ids): an empty W row by design
     "unused",
 )
 

@@ -169,7 +169,7 @@ def _token(vocab: Vocab, index: int, category: str) -> dict:
 
 
 def _category(vocab: Vocab, index: int) -> str:
-    return "special" if index in vocab.special else vocab.categories[index]
+    return vocab.categories[index]
 
 
 def _strict(student: Vocab, teacher: Vocab) -> np.ndarray:

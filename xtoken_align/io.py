@@ -140,7 +140,7 @@ def mapping_table(projection: Projection, student: Vocab, teacher: Vocab):
             "student_id": rows.astype(np.int64),
             "student_piece": [student.pieces[r] for r in rows],
             "student_text": [display_bytes(student.token_bytes[r]) for r in rows],
-            "student_category": ["special" if r in student.special else student.categories[r] for r in rows],
+            "student_category": [student.categories[r] for r in rows],
             "rank": rank.astype(np.int64),
             "teacher_id": cols.astype(np.int64),
             "teacher_piece": [teacher.pieces[c] for c in cols],

@@ -53,7 +53,7 @@ def compare_vocabs(student: Vocab, teacher: Vocab) -> Overlap:
         counts[category] = CategoryCount()
     canonical = 0
     for index in range(student.size):
-        category = "special" if index in student.special else student.categories[index]
+        category = student.categories[index]
         count = counts[category]
         count.total += 1
         if student.is_regular(index) and teacher.id_of_bytes(student.token_bytes[index]) is not None:

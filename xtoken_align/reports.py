@@ -44,7 +44,10 @@ def vocab_report(vocab: Vocab, samples: int = 12) -> dict:
         "family": vocab.family,
         "strips_leading_space": vocab.strips_leading_space,
         "fingerprint": vocab.fingerprint,
-        "special": [{"id": i, "piece": vocab.pieces[i], "roles": vocab.special[i]} for i in sorted(vocab.special)],
+        "special": [
+            {"id": i, "piece": vocab.pieces[i], "roles": vocab.special[i], "evidence": vocab.role_evidence.get(i, [])}
+            for i in sorted(vocab.special)
+        ],
         "categories": vocab.category_counts(),
         "samples": [
             {
@@ -52,7 +55,7 @@ def vocab_report(vocab: Vocab, samples: int = 12) -> dict:
                 "raw": vocab.pieces[i],
                 "canonical_hex": vocab.token_bytes[i].hex(),
                 "display": vocab.display(i),
-                "category": "special" if i in vocab.special else vocab.categories[i],
+                "category": vocab.categories[i],
             }
             for i in _sample_ids(vocab, samples)
         ],
@@ -60,14 +63,17 @@ def vocab_report(vocab: Vocab, samples: int = 12) -> dict:
 
 
 def vocab_text(report: dict) -> str:
-    named = [s for s in report["special"] if s["roles"] != ["reserved"]]
-    reserved = len(report["special"]) - len(named)
+    named = [s for s in report["special"] if s["roles"] != ["unused"]]
+    unused = len(report["special"]) - len(named)
     lines = [
         f"{report['name']}  ({report['source']})",
         f"size {report['size']:,}, {report['family']}, fingerprint {report['fingerprint'][:16]}",
         "",
-        f"special tokens ({len(report['special'])}, {reserved} reserved not shown):",
-        table(["id", "piece", "roles"], [[s["id"], s["piece"], ", ".join(s["roles"])] for s in named]),
+        f"special tokens ({len(report['special'])}, {unused} unused placeholders not shown):",
+        table(
+            ["id", "piece", "roles", "evidence"],
+            [[s["id"], s["piece"], ", ".join(s["roles"]), " | ".join(s["evidence"])] for s in named],
+        ),
         "",
         table(["category", "tokens"], [[k, v] for k, v in report["categories"].items()]),
         "",
@@ -109,7 +115,8 @@ def build_text(projection, student: Vocab, path, seconds: float) -> str:
         entries = projection.row(row)
         if entries:
             rows_by_rule[entries[0][2]] += 1
-    unmatched = [i for i in sorted(student.special) if not projection.row(i) and student.special[i] != ["reserved"]]
+    placeholder = "special:unused"
+    unmatched = [i for i in sorted(student.special) if not projection.row(i) and student.categories[i] != placeholder]
     lines = [
         f"wrote {path} and {path.with_suffix('.json').name} in {seconds:.1f} s",
         f"W {projection.shape[0]:,} x {projection.shape[1]:,}, {projection.matrix.nnz:,} entries, K = "

@@ -108,7 +108,7 @@ def coverage(projection: Projection, student: Vocab, threshold: float = HKL_THRE
     common = common_set(projection, threshold)
     counts: dict[str, Counter] = {}
     for row in range(student.size):
-        category = "special" if row in student.special else student.categories[row]
+        category = student.categories[row]
         if category == "unused":
             continue
         c = counts.setdefault(category, Counter())
@@ -249,10 +249,10 @@ def score_projection(
             "special_unmatched": [
                 {"id": i, "piece": student.pieces[i], "roles": student.special[i]}
                 for i in sorted(student.special)
-                if not filled[i] and student.special[i] != ["reserved"]
+                if not filled[i] and student.categories[i] != "special:unused"
             ],
-            "special_reserved_unmatched": sum(
-                1 for i in student.special if not filled[i] and student.special[i] == ["reserved"]
+            "special_unused_unmatched": sum(
+                1 for i in student.special if not filled[i] and student.categories[i] == "special:unused"
             ),
         },
         "coverage": coverage(projection, student),

@@ -25,33 +25,10 @@ from tokenizers import Tokenizer
 
 from xtoken_align.categories import categorize, category_rank
 from xtoken_align.errors import XTokenError
+from xtoken_align.roles import special_roles
 from xtoken_align.sources import LoadedTokenizer, load_tokenizer
 
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
-
-# Roles of well-known special tokens, by their content. Config roles (bos/eos/pad/unk) come on top.
-MARKER_ROLES = {
-    "<|begin_of_text|>": "bos",
-    "<s>": "bos",
-    "<|end_of_text|>": "end_of_text",
-    "<|endoftext|>": "end_of_text",
-    "</s>": "end_of_text",
-    "<unk>": "unk",
-    "<|im_start|>": "turn_start",
-    "<|im_end|>": "turn_end",
-    "<|eot_id|>": "turn_end",
-    "<|end|>": "turn_end",
-    "<|start_header_id|>": "header_start",
-    "<|end_header_id|>": "header_end",
-    "<|eom_id|>": "message_end",
-    "<|python_tag|>": "tool_call",
-    "<|endofprompt|>": "end_of_prompt",
-    "<|fim_prefix|>": "fim_prefix",
-    "<|fim_middle|>": "fim_middle",
-    "<|fim_suffix|>": "fim_suffix",
-    "<|fim_pad|>": "fim_pad",
-}
-_CONFIG_ROLES = {"bos_token": "bos", "eos_token": "eos", "pad_token": "pad", "unk_token": "unk"}
 
 
 def _bytes_to_unicode() -> dict[str, int]:
@@ -74,8 +51,8 @@ _BYTE_DECODER = _bytes_to_unicode()
 class ByteTable:
     """Per-vocabulary lookups for laying tokens out on bytes, built once."""
 
-    width: np.ndarray  # int64 (V,) canonical byte length, 0 for special tokens
-    special: np.ndarray  # bool (V,)
+    width: np.ndarray  # int64 (V,) canonical byte length, 0 for skipped special tokens
+    special: np.ndarray  # bool (V,) `Vocab.skipped`
     flat: np.ndarray  # uint8, every id's canonical bytes back to back (special tokens: none)
     offset: np.ndarray  # int64 (V,) where each id's bytes start in `flat`
 
@@ -90,9 +67,13 @@ class Vocab:
     pieces: list[str]  # raw piece as the tokenizer stores it ("" for an unused id)
     token_bytes: list[bytes]  # canonical bytes: what the token adds to decoded text
     categories: list[str]
-    special: dict[int, list[str]]  # special token id -> roles ("bos", "eos", "turn_end", ...)
+    special: dict[int, list[str]]  # special token id -> roles ("bos", "eos", "turn_end", "unused", ...)
     strips_leading_space: bool  # SentencePiece-style: decoding drops the text's first space
     family: str  # "byte-level" or "sentencepiece"
+    role_evidence: dict[int, tuple[str, ...]] = field(default_factory=dict)  # per role, where it came from
+    # Added tokens flagged special: `decode(skip_special_tokens=True)` drops them, so they take no
+    # bytes of the text. Role-bearing tokens the tokenizer does not flag (Gemma's `<unusedN>`) print.
+    skipped: frozenset[int] = frozenset()
     _by_bytes: dict[bytes, int] = field(default_factory=dict, repr=False)
 
     @property
@@ -137,14 +118,14 @@ class Vocab:
         return found
 
     def category_counts(self) -> dict[str, int]:
-        counts = Counter(self.categories[i] if i not in self.special else "special" for i in range(self.size))
+        counts = Counter(self.categories)
         return dict(sorted(counts.items(), key=lambda kv: (category_rank(kv[0]), kv[0])))
 
     @cached_property
     def byte_table(self) -> ByteTable:
         """Every id's canonical bytes flat, with widths (zero for special tokens), for `spans`."""
         special = np.zeros(self.size, dtype=bool)
-        special[list(self.special)] = True
+        special[list(self.skipped)] = True
         data = [b"" if special[i] else b for i, b in enumerate(self.token_bytes)]
         width = np.fromiter(map(len, data), dtype=np.int64, count=self.size)
         flat = np.frombuffer(b"".join(data), dtype=np.uint8)
@@ -189,31 +170,30 @@ def build_vocab(loaded: LoadedTokenizer) -> Vocab:
         if family == "sentencepiece" and byte_fallback and _BYTE_PIECE.fullmatch(piece):
             categories[index] = "byte"  # a fallback byte piece even when the byte is plain ASCII
 
-    special: dict[int, list[str]] = {}
-    config_roles = {content: [] for content in loaded.config_roles.values()}
-    for key, content in loaded.config_roles.items():
-        config_roles[content].append(_CONFIG_ROLES[key])
     for index, token in added.items():
         # Decoding runs an added token's content through the same decoder as any piece (Gemma's
         # added `▁▁` decodes to two spaces), whatever its `normalized`/`lstrip`/`rstrip` flags:
         # those change how text is matched on the way in, not what the token prints.
         pieces[index] = token.content
         token_bytes[index] = _piece_bytes(token.content, family, byte_fallback)
-        if token.special:
-            roles = config_roles.get(token.content, []) + [_marker_role(token.content)]
-            special[index] = list(dict.fromkeys(roles))
-            categories[index] = "special"
-        else:
-            categories[index] = categorize(token_bytes[index])
-    return Vocab(loaded.name, loaded.source, tokenizer, pieces, token_bytes, categories, special, strips, family)
-
-
-def _marker_role(content: str) -> str:
-    if content in MARKER_ROLES:
-        return MARKER_ROLES[content]
-    if "reserved" in content or re.fullmatch(r"<\|extra_\d+\|>", content):
-        return "reserved"
-    return "marker"
+        categories[index] = categorize(token_bytes[index])
+    found = special_roles(tokenizer, loaded.config_roles, loaded.chat_template)
+    special = {index: list(found[index].roles) for index in sorted(found)}
+    for index, roles in special.items():
+        categories[index] = "special:unused" if roles == ["unused"] else "special"
+    return Vocab(
+        loaded.name,
+        loaded.source,
+        tokenizer,
+        pieces,
+        token_bytes,
+        categories,
+        special,
+        strips,
+        family,
+        role_evidence={index: found[index].evidence for index in special},
+        skipped=frozenset(index for index, token in added.items() if token.special),
+    )
 
 
 def _decoder_family(tokenizer: Tokenizer) -> tuple[str, bool, bool]:

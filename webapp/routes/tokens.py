@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException
 
 from webapp.deps import WorkspaceDep
 from webapp.schemas import ColumnEntry, Side, TokenDetail
-from webapp.views import category, entries, pieces
+from webapp.views import entries, pieces
 
 router = APIRouter(tags=["tokens"])
 COLUMN_LIMIT = 200
@@ -25,7 +25,7 @@ def token_detail(side: Side, token_id: int, teacher: str, workspace: WorkspaceDe
         piece=vocab.pieces[token_id],
         display=vocab.display(token_id),
         hex=vocab.token_bytes[token_id].hex(),
-        category=category(vocab, token_id),
+        category=vocab.categories[token_id],
         roles=vocab.special.get(token_id, []),
         other_side=pieces(other, _spell(state, side, token_id)),
     )

@@ -31,7 +31,7 @@ def next_token_report(model, vocab: Vocab, texts: list[str], device, max_length:
     """Accuracy and mean probability of the true next token, per category of that token; and the
     student's total probability mass on multi-digit numeral tokens at numeral vs other positions."""
     model.eval()
-    categories = np.asarray(["special" if i in vocab.special else vocab.categories[i] for i in range(vocab.size)])
+    categories = np.asarray(vocab.categories)
     multi = torch.tensor(np.isin(categories, NUMERAL_GROUPS[1:]), device=device)
     bos = vocab.roles().get("bos")
     hits: dict[str, list[float]] = {}

@@ -35,8 +35,6 @@ ROLE_PRIORITY = (
     "pad",
     "unk",
 )
-# Role names of vocabularies built before `xtoken_align.roles`; read as their current names.
-_LEGACY_ROLES = {"header_start": "turn_start", "reserved": "unused"}
 
 
 def exact_rule(ctx: RuleContext, rows: list[int], config: ExactRule) -> Entries:
@@ -78,8 +76,7 @@ def special_counterpart(roles: list[str], teacher_roles: dict[str, int]) -> int 
     >>> special_counterpart(["turn_start:user"], {"turn_start": 3}), special_counterpart(["unused"], {"unused": 9})
     (3, None)
     """
-    names = [_LEGACY_ROLES.get(role, role) for role in roles]
-    for role in sorted((r for r in names if r in ROLE_PRIORITY), key=ROLE_PRIORITY.index):
+    for role in sorted((r for r in roles if r in ROLE_PRIORITY), key=ROLE_PRIORITY.index):
         for candidate in (role, role.partition(":")[0]):
             if candidate in teacher_roles:
                 return teacher_roles[candidate]
@@ -87,9 +84,9 @@ def special_counterpart(roles: list[str], teacher_roles: dict[str, int]) -> int 
 
 
 def _role_ids(special: dict[int, list[str]]) -> dict[str, int]:
-    """role -> lowest special id carrying it, legacy names read as current ones."""
+    """role -> lowest special id carrying it."""
     found: dict[str, int] = {}
     for index in sorted(special):
         for role in special[index]:
-            found.setdefault(_LEGACY_ROLES.get(role, role), index)
+            found.setdefault(role, index)
     return found
