@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 
@@ -69,7 +70,8 @@ def test_score_report_has_every_section() -> None:
     assert report["off_piece_mass"]["rows_with_off_piece_mass"] == 0
     # Qwen3 has no BOS and no header closer; <|start_header_id|> opens a turn as <|im_start|> does.
     assert {s["piece"] for s in report["rows"]["special_unmatched"]} == {"<|begin_of_text|>", "<|end_header_id|>"}
-    assert report["rows"]["special_unused_unmatched"] == 248  # Llama-3's reserved placeholders
+    reserved = [p for p in vocab("llama3").pieces if re.fullmatch(r"<\|reserved_special_token_\d+\|>", p)]
+    assert report["rows"]["special_unused_unmatched"] == len(reserved) > 200  # placeholders: empty by design
     assert report["corpus"]["texts"] == 50 and report["entries_per_rule"]["exact"] == 109_566
 
 
