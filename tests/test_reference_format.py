@@ -296,7 +296,7 @@ def test_truncated_file_is_refused(clean_file: Path, tmp_path: Path) -> None:
     data = clean_file.read_bytes()
     path = tmp_path / "truncated.pt"
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(XTokenError, match="not a readable torch file"):
+    with pytest.raises(XTokenError, match="not a readable PyTorch/reference W file"):
         import_reference(path, vocab(STUDENT), vocab(TEACHER))
 
 
@@ -310,7 +310,7 @@ def test_list_instead_of_dict_is_refused(clean_file: Path, tmp_path: Path) -> No
 def test_foreign_pickle_is_refused_without_running_it(tmp_path: Path) -> None:
     """weights_only loading: an arbitrary object in the pickle is an error, not code execution."""
     path = write(tmp_path / "foreign.pt", {"indices": torch.zeros(2, 2), "likelihoods": Path("/")})
-    with pytest.raises(XTokenError, match="not a readable torch file"):
+    with pytest.raises(XTokenError, match="not a readable PyTorch/reference W file"):
         import_reference(path, vocab(STUDENT), vocab(TEACHER))
 
 
