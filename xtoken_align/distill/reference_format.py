@@ -67,10 +67,11 @@ def export_reference(
 
 
 def _torch_reason(exc: Exception) -> str:
-    """One line out of torch's paragraphs: the weights-only unpickler's own complaint, else the first line."""
+    """One sentence out of torch's paragraphs: the weights-only unpickler's own complaint, else the first."""
     text = str(exc)
-    detail = text.partition("WeightsUnpickler error:")[2].strip() or text.strip()
-    return f"{type(exc).__name__}: {' '.join(detail.splitlines()[0].split())}" if detail else type(exc).__name__
+    lines = [line for line in (text.partition("WeightsUnpickler error:")[2] or text).splitlines() if line.strip()]
+    detail = " ".join(lines[0].split(". ")[0].split()) if lines else ""
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
 def recorded_model_ids(payload: dict) -> tuple[object, object]:
