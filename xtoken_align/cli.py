@@ -1,8 +1,9 @@
 """The `xtoken-align` command: one subcommand per job, each a thin shell over the library.
 
 Every subcommand prints a human report by default and a stable JSON document with `--json`.
-Errors caused by the user's input (`XTokenError`) print one line and exit with status 2; nothing
-else is caught, so a bug still shows its traceback.
+Errors caused by the user's input (`XTokenError`, and argparse's usage errors through `Parser`)
+print one `xtoken-align: error:` line and exit with status 2; nothing else is caught, so a bug still
+shows its traceback. Outputs are checked before any work: right suffix, existing folder.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ What the reference tools write (NVIDIA-NeMo/RL `tools/x_token/`): `indices` int6
 vocabulary size, which can exceed the tokenizer's (padding rows); their loader sums duplicate
 (student, teacher) entries. We write the same layout (float32 likelihoods unless asked for
 bfloat16) and read it back into a checked `Projection`, tolerating bfloat16 rounding but nothing
-else: NaN, negative weights, ids out of range and rows far from 1 are refused with a message.
+else: NaN, negative weights, ids out of range and rows far from 1 are refused with a message, and
+so is a file whose recorded model ids name other tokenizers than the ones given (`check_model_ids`).
 """
 
 from __future__ import annotations
