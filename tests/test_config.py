@@ -50,3 +50,25 @@ def test_bad_configs_are_refused_with_the_field_named(tmp_path: Path, text: str,
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(XTokenError, match="no such config file"):
         BuildConfig.from_file(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"top_k: 4\nrules:\n  - {name: exact\n", r"rules\.yaml:4:1: not valid YAML \(expected ',' or '}', but got"),
+        (b"top_k: 4\n  rules: x\n", r"rules\.yaml:2:8: not valid YAML \(mapping values are not allowed here\)$"),
+        (b"\x00\x01\x02", "looks binary"),
+        (b"\xff\xfe", "not UTF-8 text"),
+    ],
+)
+def test_unreadable_config_is_one_line_with_its_place(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_bytes(content)
+    with pytest.raises(XTokenError, match=message) as caught:
+        BuildConfig.from_file(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_config_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(XTokenError, match="is a folder, not a file"):
+        BuildConfig.from_file(tmp_path)

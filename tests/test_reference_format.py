@@ -296,7 +296,7 @@ def test_truncated_file_is_refused(clean_file: Path, tmp_path: Path) -> None:
     data = clean_file.read_bytes()
     path = tmp_path / "truncated.pt"
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(XTokenError, match="not a readable torch file"):
+    with pytest.raises(XTokenError, match="not a readable PyTorch/reference W file"):
         import_reference(path, vocab(STUDENT), vocab(TEACHER))
 
 
@@ -310,10 +310,60 @@ def test_list_instead_of_dict_is_refused(clean_file: Path, tmp_path: Path) -> No
 def test_foreign_pickle_is_refused_without_running_it(tmp_path: Path) -> None:
     """weights_only loading: an arbitrary object in the pickle is an error, not code execution."""
     path = write(tmp_path / "foreign.pt", {"indices": torch.zeros(2, 2), "likelihoods": Path("/")})
-    with pytest.raises(XTokenError, match="not a readable torch file"):
+    with pytest.raises(XTokenError, match="not a readable PyTorch/reference W file"):
         import_reference(path, vocab(STUDENT), vocab(TEACHER))
 
 
 def test_missing_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(XTokenError, match="no such file"):
         import_reference(tmp_path / "absent.pt", vocab(STUDENT), vocab(TEACHER))
+
+
+def with_ids(clean_file: Path, tmp_path: Path, student_id: object, teacher_id: object) -> Path:
+    payload = read(clean_file)
+    payload["student_model_id"], payload["teacher_model_id"] = student_id, teacher_id
+    return write(tmp_path / "ids.pt", payload)
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        (("demo:llama2", f"demo:{TEACHER}"), f"made for student demo:llama2, not --student demo:{STUDENT}"),
+        ((f"demo:{STUDENT}", "demo:o200k"), f"made for teacher demo:o200k, not --teacher demo:{TEACHER}"),
+        ((f"demo:{TEACHER}", f"demo:{STUDENT}"), "--student and --teacher are swapped"),
+    ],
+)
+def test_file_recorded_for_other_tokenizers_is_refused(clean_file: Path, tmp_path: Path, ids, message: str) -> None:
+    with pytest.raises(XTokenError, match=message):
+        import_reference(with_ids(clean_file, tmp_path, *ids), vocab(STUDENT), vocab(TEACHER))
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        ("meta-llama/Llama-3.2-1B", "Qwen/Qwen3-0.6B"),  # hub ids against demo names: nothing to compare
+        (None, None),  # nothing recorded
+        ("/not/on/this/machine/tokenizer.json", f"demo:{TEACHER}"),
+    ],
+)
+def test_model_ids_that_cannot_be_compared_pass(clean_file: Path, tmp_path: Path, ids) -> None:
+    projection, summary = import_reference(with_ids(clean_file, tmp_path, *ids), vocab(STUDENT), vocab(TEACHER))
+    assert same_matrix(projection, built()) and summary["student_model_id"] == ids[0]
+
+
+def test_recorded_demo_with_the_same_vocabulary_passes(tmp_path: Path) -> None:
+    """llama2 and mistral-v1 are one canonical vocabulary under two names: ids compare by fingerprint."""
+    path = export_reference(build_projection(vocab("llama2"), vocab("mistral-v1"), progress=False), tmp_path / "W.pt")
+    projection, _ = import_reference(path, vocab("mistral-v1"), vocab("llama2"))
+    assert projection.shape == (32_000, 32_000)
+
+
+def test_hub_ids_must_match(clean_file: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    student = replace(vocab(STUDENT), source="meta-llama/Llama-3.2-1B")
+    path = with_ids(clean_file, tmp_path, "hf:Meta-Llama/Llama-3.2-1B", f"demo:{TEACHER}")
+    assert import_reference(path, student, vocab(TEACHER))[0].shape == built().shape  # hub ids ignore case
+    path = with_ids(clean_file, tmp_path, "meta-llama/Llama-3.1-8B", f"demo:{TEACHER}")
+    with pytest.raises(XTokenError, match="give --student meta-llama/Llama-3.1-8B"):
+        import_reference(path, student, vocab(TEACHER))

@@ -7,9 +7,11 @@ layer; every other subcommand is the library's own.
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import os
 import secrets
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +31,7 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--workspace", help="folder for W files and the edit database (default: ./xtoken-workspace)")
     serve.add_argument("--demo", action="store_true", help=f"{DEMO_STUDENT} student, {DEMO_TEACHER} teacher")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=port, default=8000, help="port to listen on (default 8000; 0: any free one)")
     serve.add_argument("--token", help="access token for non-loopback binds (default: $XTOKEN_ALIGN_TOKEN or random)")
     serve.set_defaults(run=cmd_serve)
 
@@ -50,11 +52,34 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if not _loopback(args.host):
         token = args.token or os.environ.get("XTOKEN_ALIGN_TOKEN") or secrets.token_urlsafe(24)
     settings = Settings(workspace, student, tuple(teachers), tuple(args.projection), access_token=token)
+    listening = bind(args.host, args.port)  # before loading anything: a busy port fails in a second
     app = create_app(settings)
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    url = f"http://{shown}:{args.port}/" + (f"#token={token}" if token else "")
+    shown = f"[{shown}]" if ":" in shown else shown
+    url = f"http://{shown}:{listening.getsockname()[1]}/" + (f"#token={token}" if token else "")
     print(f"workspace {workspace.resolve()}\nready: open {url}", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (handed to uvicorn), or one line saying why there is none."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except socket.gaierror as exc:
+        raise XTokenError(f"cannot listen on host {host}: {exc.strerror}") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise XTokenError(f"port {port} on {host} is already in use; choose another with --port") from None
+        raise XTokenError(f"cannot listen on {host} port {port}: {exc.strerror}; choose another with --port") from None
+
+
+def port(text: str) -> int:
+    """argparse type: a TCP port number, 0 to 65535 ("0": any free port)."""
+    number = cli.non_negative_int(text)
+    if number > 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number (0 to 65535)")
+    return number
 
 
 def _loopback(host: str) -> bool:

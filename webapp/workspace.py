@@ -214,7 +214,10 @@ class Workspace:
     def _check_manifest(self, manifest: dict) -> None:
         path = self.folder / "workspace.json"
         if path.is_file():
-            existing = json.loads(path.read_text(encoding="utf-8"))
+            try:
+                existing = json.loads(path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise XTokenError(f"{path} is damaged (not valid JSON); give another --workspace") from None
             fingerprints = [existing["student"]["fingerprint"], *(t["fingerprint"] for t in existing["teachers"])]
             wanted = [manifest["student"]["fingerprint"], *(t["fingerprint"] for t in manifest["teachers"])]
             if fingerprints != wanted:

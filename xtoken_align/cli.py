@@ -1,8 +1,9 @@
 """The `xtoken-align` command: one subcommand per job, each a thin shell over the library.
 
 Every subcommand prints a human report by default and a stable JSON document with `--json`.
-Errors caused by the user's input (`XTokenError`) print one line and exit with status 2; nothing
-else is caught, so a bug still shows its traceback.
+Errors caused by the user's input (`XTokenError`, and argparse's usage errors through `Parser`)
+print one `xtoken-align: error:` line and exit with status 2; nothing else is caught, so a bug still
+shows its traceback. Outputs are checked before any work: right suffix, existing folder.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from xtoken_align import __version__
 from xtoken_align.errors import XTokenError
 
+EXPORT_SUFFIXES = {"nemo": ".pt", "csv": ".csv", "parquet": ".parquet"}
 SOURCE_HELP = (
     "tokenizer source: demo:NAME, a tokenizer.json or folder, a .tiktoken file "
     "(tiktoken:PATTERN:PATH to name the pattern), a SentencePiece .model, or a hub id ORG/NAME"
@@ -46,7 +49,7 @@ def cmd_build(args: argparse.Namespace) -> None:
     from xtoken_align.reports import build_text
 
     config = BuildConfig.from_file(args.config) if args.config else BuildConfig()
-    if args.top_k:
+    if args.top_k is not None:
         config = BuildConfig.from_dict({**config.model_dump(), "top_k": args.top_k})
     _check_output(args.output, ".safetensors")
     started = time.perf_counter()
@@ -68,13 +71,13 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    _check_output(args.output, EXPORT_SUFFIXES[args.format], f"--format {args.format}")
     if args.format == "nemo":
         import torch
 
         from xtoken_align.distill.reference_format import export_reference
         from xtoken_align.io import load_projection
 
-        _check_output(args.output, ".pt")
         projection = load_projection(args.projection)
         dtype = torch.bfloat16 if args.bf16 else torch.float32
         path = export_reference(projection, args.output, student_rows=args.student_rows, dtype=dtype)
@@ -144,6 +147,8 @@ def cmd_restrict(args: argparse.Namespace) -> None:
     out = Path(args.output)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise XTokenError(f"{out} exists and is not an empty folder; choose a new one")
+    if not out.resolve().parent.is_dir():
+        raise XTokenError(f"output folder {out.parent} does not exist")
     texts = [text for corpus in args.corpus for text in read_corpus(corpus)]
     (vocab,) = load_vocabs(args.source)
     restriction = restrict(vocab, texts, keep_numerals=not args.drop_numerals)
@@ -181,13 +186,18 @@ def _open_projection(args: argparse.Namespace):
     return projection, student, teacher
 
 
-def _check_output(path: str, suffix: str) -> None:
+def _check_output(path: str, suffix: str, writer: str = "") -> None:
+    """Refuse an output file with the wrong suffix, in a missing folder, or that is a folder: outputs
+    are written whole or not at all, and never create folders."""
     from pathlib import Path
 
     if Path(path).suffix != suffix:
-        raise XTokenError(f"output {path} should end in {suffix}")
+        why = f" ({writer} writes {suffix} files)" if writer else ""
+        raise XTokenError(f"output {path} should end in {suffix}{why}")
     if not Path(path).resolve().parent.is_dir():
         raise XTokenError(f"output folder {Path(path).parent} does not exist")
+    if Path(path).is_dir():
+        raise XTokenError(f"output {path} is a folder, not a file")
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
@@ -209,12 +219,43 @@ def cmd_fetch_demos(args: argparse.Namespace) -> None:
         print(path)
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts and sizes: "3" -> 3; "0", "-3" and "x" are refused."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type for counts that may be zero: "0" -> 0; "-1" and "x" are refused."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage mistakes end like every other user error: one `xtoken-align: error:` line, status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.partition(" ")[2]  # "score" in "xtoken-align score"; "" at the top
+        self.exit(2, f"xtoken-align: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
+
+
 def _emit(report: dict, as_json: bool, render: Callable[[dict], str]) -> None:
     print(json.dumps(report, indent=2, ensure_ascii=False) if as_json else render(report))
 
 
 def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="xtoken-align",
         description="Build, inspect and diagnose cross-tokenizer projection matrices (X-Token).",
     )
@@ -223,7 +264,9 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
 
     vocab = commands.add_parser("vocab", help="canonical vocabulary of one tokenizer")
     vocab.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
-    vocab.add_argument("--samples", type=int, default=12, help="tokens shown raw vs canonical (default 12)")
+    vocab.add_argument(
+        "--samples", type=non_negative_int, default=12, help="tokens shown raw vs canonical (default 12)"
+    )
     vocab.add_argument("--json", action="store_true", help="print JSON")
     vocab.set_defaults(run=cmd_vocab)
 
@@ -238,13 +281,13 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
     build.add_argument("--teacher", required=True, help="teacher tokenizer source, same forms")
     build.add_argument("-o", "--output", required=True, help="W file to write (.safetensors; sidecar .json beside)")
     build.add_argument("--config", help="rules config, YAML or JSON (default: the paper's rules, K = 4)")
-    build.add_argument("--top-k", type=int, help="entries kept per row (overrides the config)")
+    build.add_argument("--top-k", type=positive_int, help="entries kept per row (overrides the config)")
     build.set_defaults(run=cmd_build)
 
     score = commands.add_parser("score", help="coverage, off-piece mass and corpus agreement of a W")
     score.add_argument("projection", metavar="W", help="W file (.safetensors)")
     score.add_argument("--corpus", help="JSONL (text, or question+answer) or text file (default: GSM8K test)")
-    score.add_argument("--limit", type=int, help="use only the first N texts of the corpus")
+    score.add_argument("--limit", type=positive_int, help="use only the first N texts of the corpus")
     score.add_argument("--no-corpus", action="store_true", help="skip the corpus measurement")
     _tokenizer_overrides(score)
     score.add_argument("--json", action="store_true", help="print JSON")
@@ -254,7 +297,7 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
     export.add_argument("projection", metavar="W", help="W file (.safetensors)")
     export.add_argument("--format", required=True, choices=["nemo", "csv", "parquet"])
     export.add_argument("-o", "--output", required=True, help="file to write")
-    export.add_argument("--student-rows", type=int, help="nemo: pad rows to the model's vocabulary size")
+    export.add_argument("--student-rows", type=positive_int, help="nemo: pad rows to the model's vocabulary size")
     export.add_argument("--bf16", action="store_true", help="nemo: bfloat16 likelihoods, as the reference tools")
     _tokenizer_overrides(export)
     export.set_defaults(run=cmd_export)
@@ -286,7 +329,7 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
     distill.add_argument("--config", required=True, help="run config (YAML); see xtoken_align/distill/config.py")
     distill.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. training.steps=50")
     distill.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output.dir")
-    distill.add_argument("--stop-after", type=int, help="checkpoint and exit after this step (resume later)")
+    distill.add_argument("--stop-after", type=positive_int, help="checkpoint and exit after this step (resume later)")
     distill.set_defaults(run=cmd_distill)
 
     restrict = commands.add_parser("restrict", help="a smaller BPE tokenizer with only the tokens a corpus needs")

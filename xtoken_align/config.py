@@ -126,11 +126,38 @@ class BuildConfig(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path) -> BuildConfig:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML too
-        except FileNotFoundError:
-            raise XTokenError(f"no such config file: {path}") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise XTokenError(f"{path}: not valid YAML/JSON ({exc})") from None
-        return cls.from_dict(data, origin=str(path))
+        return cls.from_dict(read_config(path), origin=str(path))
+
+
+def read_config(path: str | Path) -> object:
+    """The data of a YAML or JSON config file (JSON is YAML too), or one line saying why not:
+    `run.yaml:3:5: not valid YAML (mapping values are not allowed here)`."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise XTokenError(f"no such config file: {path}") from None
+    except IsADirectoryError:
+        raise XTokenError(f"config {path} is a folder, not a file") from None
+    except OSError as exc:
+        raise XTokenError(f"cannot read config {path}: {exc.strerror}") from None
+    if b"\x00" in raw:
+        raise XTokenError(f"config {path} looks binary (NUL bytes); give a YAML or JSON file")
+    try:
+        return yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise XTokenError(f"config {path} is not UTF-8 text; give a YAML or JSON file") from None
+    except yaml.YAMLError as exc:
+        raise XTokenError(f"{path}{yaml_place(exc)}: not valid YAML ({yaml_problem(exc)})") from None
+
+
+def yaml_place(exc: yaml.YAMLError) -> str:
+    """`:LINE:COLUMN` (1-based) of a YAML error, or "" when PyYAML gives no position."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    return f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message cut to its one-line problem: "mapping values are not allowed here"."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return " ".join(problem.split())

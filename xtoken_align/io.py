@@ -83,8 +83,10 @@ def load_projection(path: str | Path, student: Vocab | None = None, teacher: Voc
         raise XTokenError(f"{path}: its sidecar {meta_path.name} is missing")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise XTokenError(f"{meta_path}: not valid JSON ({exc})") from None
+    except UnicodeDecodeError:
+        raise XTokenError(f"{meta_path}: not valid JSON (not UTF-8 text)") from None
+    except json.JSONDecodeError as exc:
+        raise XTokenError(f"{meta_path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise XTokenError(f"{meta_path}: not an xtoken-align W sidecar")
     if meta.get("format_version") != FORMAT_VERSION:

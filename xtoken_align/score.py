@@ -40,6 +40,8 @@ def read_corpus(path: str | Path, limit: int | None = None) -> list[str]:
     """Texts of a JSONL file (`text`, or GSM8K's `question` + `answer`) or of a plain-text file
     (one text per paragraph). Refuses empty and binary files."""
     path = Path(path)
+    if limit is not None and limit < 1:
+        raise XTokenError(f"corpus limit {limit}: give a positive number of texts")
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from xtoken_align.config import read_config, yaml_problem
 from xtoken_align.errors import XTokenError
 
 LossName = Literal["p_kl", "h_kl", "gold", "uld", "kd"]
@@ -41,7 +42,7 @@ class DataSpec(_Strict):
     train: list[str]
     eval: list[str] = []
     max_length: Annotated[int, Field(ge=8)] = 256
-    limit: int | None = None  # use only the first N training texts
+    limit: Annotated[int, Field(ge=1)] | None = None  # use only the first N training texts
 
 
 class TrainingSpec(_Strict):
@@ -74,7 +75,7 @@ class OutputSpec(_Strict):
     dir: str = "runs/distill"
     log_every: Annotated[int, Field(ge=1)] = 1
     save_every: Annotated[int, Field(ge=1)] = 100
-    eval_every: int = 0  # 0: only at the end
+    eval_every: Annotated[int, Field(ge=0)] = 0  # 0: only at the end
 
 
 class EvalSpec(_Strict):
@@ -107,13 +108,7 @@ class DistillConfig(_Strict):
 
     @classmethod
     def load(cls, path: str | Path, overrides: list[str] = ()) -> DistillConfig:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise XTokenError(f"no such config file: {path}") from None
-        except yaml.YAMLError as exc:
-            raise XTokenError(f"{path}: not valid YAML ({exc})") from None
+        data = read_config(path) or {}
         for item in overrides:
             _override(data, item)
         return cls.from_dict(data, origin=str(path))
@@ -135,7 +130,10 @@ def _override(data: dict, item: str) -> None:
     key, sep, raw = item.partition("=")
     if not sep or not key:
         raise XTokenError(f"override '{item}' is not key=value")
-    value = yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise XTokenError(f"override '{item}': value is not valid YAML ({yaml_problem(exc)})") from None
     *path, last = key.split(".")
     try:
         node = data

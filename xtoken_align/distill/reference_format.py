@@ -6,11 +6,13 @@ What the reference tools write (NVIDIA-NeMo/RL `tools/x_token/`): `indices` int6
 vocabulary size, which can exceed the tokenizer's (padding rows); their loader sums duplicate
 (student, teacher) entries. We write the same layout (float32 likelihoods unless asked for
 bfloat16) and read it back into a checked `Projection`, tolerating bfloat16 rounding but nothing
-else: NaN, negative weights, ids out of range and rows far from 1 are refused with a message.
+else: NaN, negative weights, ids out of range and rows far from 1 are refused with a message, and
+so is a file whose recorded model ids name other tokenizers than the ones given (`check_model_ids`).
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +39,10 @@ def export_reference(
     """Write W as [V_S, K] `indices`/`likelihoods`; `student_rows` pads to a model's vocabulary size."""
     m = projection.matrix
     per_row = np.diff(m.indptr)
-    k = top_k or max(int(per_row.max(initial=1)), 1)
+    k = top_k if top_k is not None else max(int(per_row.max(initial=1)), 1)
     if per_row.max(initial=0) > k:
         raise XTokenError(f"W has rows with {int(per_row.max())} entries; export with top_k >= that")
-    rows = student_rows or m.shape[0]
+    rows = student_rows if student_rows is not None else m.shape[0]
     if rows < m.shape[0]:
         raise XTokenError(f"student_rows {rows} is smaller than the student vocabulary ({m.shape[0]})")
     # Slot of each entry within its row, heaviest first (ties: lower teacher id), vectorised.
@@ -65,6 +67,70 @@ def export_reference(
     return path
 
 
+def _torch_reason(exc: Exception) -> str:
+    """One sentence out of torch's paragraphs: the weights-only unpickler's own complaint, else the first."""
+    text = str(exc)
+    lines = [line for line in (text.partition("WeightsUnpickler error:")[2] or text).splitlines() if line.strip()]
+    detail = " ".join(lines[0].split(". ")[0].split()) if lines else ""
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def recorded_model_ids(payload: dict) -> tuple[object, object]:
+    """(student, teacher) model ids as the file records them; older files say model_A/model_B."""
+    return (
+        payload.get("student_model_id", payload.get("model_A_id")),
+        payload.get("teacher_model_id", payload.get("model_B_id")),
+    )
+
+
+def check_model_ids(path: Path, payload: dict, student: Vocab, teacher: Vocab) -> None:
+    """Refuse a file whose recorded model ids name other tokenizers than the ones given.
+
+    The format records only the two ids: hub model ids from the reference tools, tokenizer sources
+    from `export_reference`; no vocabulary size or fingerprint. An id that differs from the given
+    source is checked by what it names: a demo tokenizer or local file at hand is loaded and
+    fingerprinted (llama2 and mistral-v1 share one vocabulary); two hub ids must be equal; anything
+    else (a hub id against a local path, a path not on this machine) cannot be compared and passes.
+    """
+    ids = recorded_model_ids(payload)
+    if student.fingerprint != teacher.fingerprint and ids == (teacher.source, student.source):
+        raise XTokenError(f"{path} records student {ids[0]} and teacher {ids[1]}: --student and --teacher are swapped")
+    for side, recorded, vocab in zip(("student", "teacher"), ids, (student, teacher), strict=True):
+        if isinstance(recorded, str) and recorded and not _same_tokenizer(recorded, vocab):
+            raise XTokenError(
+                f"{path} was made for {side} {recorded}, not --{side} {vocab.source} ({vocab.name}); "
+                f"give --{side} {recorded}"
+            )
+
+
+def _same_tokenizer(recorded: str, vocab: Vocab) -> bool:
+    """False only when `recorded` demonstrably names another tokenizer than `vocab` (see above)."""
+    from xtoken_align.demo import demo_path
+    from xtoken_align.vocab import load_vocab
+
+    if recorded in (vocab.source, vocab.name):
+        return True
+    hub = [_hub_id(name) for name in (recorded, vocab.source)]
+    if all(hub):
+        return hub[0] == hub[1]
+    try:
+        if recorded.startswith("demo:"):
+            demo_path(recorded, fetch=False)  # only a demo already on this machine: no download
+        elif not Path(recorded).exists():
+            return True
+        return load_vocab(recorded).fingerprint == vocab.fingerprint
+    except XTokenError:
+        return True  # not at hand or not a tokenizer: nothing to compare against
+
+
+def _hub_id(name: str) -> str | None:
+    """`hf:Org/Name` or `Org/Name` not on disk -> "org/name" (hub ids ignore case); else None."""
+    bare = name.removeprefix("hf:")
+    if name.startswith("demo:") or bare.count("/") != 1 or Path(name).exists() or bare.startswith((".", "/")):
+        return None
+    return bare.lower()
+
+
 def import_reference(path: str | Path, student: Vocab, teacher: Vocab) -> tuple[Projection, dict]:
     """Read a reference-format file for these tokenizers. Returns W and a summary of what was
     adjusted (padding rows dropped, duplicate entries summed, rows renormalised)."""
@@ -72,11 +138,17 @@ def import_reference(path: str | Path, student: Vocab, teacher: Vocab) -> tuple[
     if not path.is_file():
         raise XTokenError(f"no such file: {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of a foreign file
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated zips and foreign pickles
-        raise XTokenError(f"{path}: not a readable torch file ({type(exc).__name__}: {exc})") from None
+        raise XTokenError(
+            f"{path}: not a readable PyTorch/reference W file (truncated, corrupt, or holding more than "
+            f"tensors: {_torch_reason(exc)})"
+        ) from None
     if not isinstance(payload, dict) or not {"indices", "likelihoods"} <= payload.keys():
         raise XTokenError(f"{path}: expected a dict with 'indices' and 'likelihoods' (NeMo-RL X-Token format)")
+    check_model_ids(path, payload, student, teacher)
     indices, likelihoods = payload["indices"], payload["likelihoods"]
     if not (isinstance(indices, torch.Tensor) and isinstance(likelihoods, torch.Tensor)):
         raise XTokenError(f"{path}: 'indices' and 'likelihoods' must be tensors")
@@ -117,8 +189,8 @@ def import_reference(path: str | Path, student: Vocab, teacher: Vocab) -> tuple[
         "file": str(path),
         "shape": list(indices.shape),
         "dtype": str(likelihoods.dtype).removeprefix("torch."),
-        "student_model_id": payload.get("student_model_id", payload.get("model_A_id")),
-        "teacher_model_id": payload.get("teacher_model_id", payload.get("model_B_id")),
+        "student_model_id": recorded_model_ids(payload)[0],
+        "teacher_model_id": recorded_model_ids(payload)[1],
         "enable_scale_trick": payload.get("enable_scale_trick"),
         "padding_rows_dropped": int(len(padding)),
         "padding_mass_dropped": round(padding_mass, 4),

@@ -47,7 +47,8 @@ def prepare_teachers(config: DistillConfig, student: Vocab) -> list[TeacherPlan]
         if spec.loss == "kd" and not same:
             raise XTokenError(f"{where}: loss kd needs the student's tokenizer; {vocab.name} differs (use p_kl, h_kl)")
         if spec.loss in ("p_kl", "h_kl") and spec.projection is None:
-            hint = "use loss kd" if same else f"build one: xtoken-align build --student ... --teacher {spec.tokenizer}"
+            pair = f"--student {student.source} --teacher {spec.tokenizer or spec.model}"
+            hint = "use loss kd" if same else f"build one: xtoken-align build {pair} -o W.safetensors"
             raise XTokenError(f"{where}: loss {spec.loss} needs a W file (projection:); {hint}")
         projection = load_projection(spec.projection, student, vocab) if spec.projection else None
         loss = make_loss(spec.loss, **_loss_arguments(spec, config.loss, projection, student, vocab))
