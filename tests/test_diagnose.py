@@ -310,7 +310,7 @@ def test_verdict_quotes_its_own_table_for_every_pair(direction: int) -> None:
                 assert (table[c]["severity"] == "critical") == (table[c]["common"] / table[c]["total"] < 0.5)
 
 
-@pytest.mark.parametrize("student", ["llama2", "mistral-v1"])
+@pytest.mark.parametrize("student", ["llama2", "mistral-v1", "gemma3"])
 def test_byte_fallback_students_keep_their_real_digits_in_the_common_set(student: str) -> None:
     (entry,) = diagnose(vocab(student), [(vocab("qwen3"), built(student, "qwen3"))], None)["teachers"]
     assert entry["categories"]["digits:1"]["common"] == 10 and entry["recommendation"] == "h_kl"

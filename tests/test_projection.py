@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import vocab
 
-from xtoken_align.config import BuildConfig, DigitsRule, ExactRule, FuzzyRule, MultitokenRule, ReverseRule
+from xtoken_align.config import BuildConfig, DigitsRule, ExactRule, FuzzyRule, MultitokenRule, ReverseRule, SpecialRule
 from xtoken_align.errors import XTokenError
 from xtoken_align.projection import build_projection
 from xtoken_align.rules import RULE_CODES
@@ -151,3 +151,23 @@ def test_check_names_the_problem() -> None:
     w.matrix.data[0] = 0.25
     with pytest.raises(XTokenError, match="do not sum to 1"):
         w.check()
+
+
+@pytest.mark.parametrize(
+    ("student", "teacher", "expected"),
+    [
+        ("gemma3", "llama3", {"<start_of_turn>": "<|start_header_id|>", "<end_of_turn>": "<|eot_id|>"}),
+        ("gemma3", "qwen3", {"<start_of_turn>": "<|im_start|>", "<end_of_turn>": "<|im_end|>"}),
+        ("llama3", "gemma3", {"<|start_header_id|>": "<start_of_turn>", "<|eot_id|>": "<end_of_turn>"}),
+    ],
+)
+def test_chat_markers_map_by_role_and_placeholders_stay_empty(student: str, teacher: str, expected: dict) -> None:
+    s, t = vocab(student), vocab(teacher)
+    config = BuildConfig(rules=[SpecialRule(), ExactRule()])
+    w = build_projection(s, t, config, progress=False)
+    for marker, counterpart in expected.items():
+        assert [(t.pieces[c], weight, rule) for c, weight, rule, _ in w.row(s.pieces.index(marker))] == [
+            (counterpart, 1.0, "special")
+        ]
+    placeholders = [i for i in range(s.size) if s.categories[i] == "special:unused"]
+    assert placeholders and all(not w.row(i) for i in placeholders)

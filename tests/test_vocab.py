@@ -88,3 +88,35 @@ def test_fingerprint_tracks_canonical_bytes() -> None:
     assert vocab("llama3").fingerprint == vocab("llama3-tiktoken").fingerprint
     assert vocab("llama3").fingerprint != vocab("qwen3").fingerprint
     assert len(vocab("llama2").fingerprint) == 64
+
+
+def test_gemma3_whitespace_runs_and_placeholders() -> None:
+    v = vocab("gemma3")
+    added = v.tokenizer.get_added_tokens_decoder()
+    runs = [i for i, t in added.items() if set(t.content) == {"\u2581"}]
+    assert len(runs) == 30  # `▁▁` .. 31 `▁`, added tokens that are not special
+    for i in runs:
+        assert v.token_bytes[i] == b" " * len(added[i].content) and v.categories[i] in ("whitespace", "indent")
+        assert v.tokenizer.decode([i]) == " " * len(added[i].content)
+    newlines = [i for i, t in added.items() if set(t.content) == {"\n"}]
+    assert newlines and all(v.categories[i] == "whitespace" for i in newlines)
+    unused = [i for i, t in added.items() if t.content.startswith("<unused")]
+    assert len(unused) > 6000 and all(v.categories[i] == "special:unused" and not v.is_regular(i) for i in unused)
+    assert v.category_counts()["special:unused"] == len(unused)
+
+
+@pytest.mark.parametrize(
+    ("name", "marker", "roles", "evidence"),
+    [
+        ("gemma3", "<start_of_turn>", ["turn_start"], "chat template"),
+        ("gemma3", "<end_of_turn>", ["eos", "turn_end"], "tokenizer_config.json eos_token"),
+        ("llama3", "<|start_header_id|>", ["turn_start"], "known family Llama-3"),
+        ("qwen3", "<|im_end|>", ["eos", "turn_end"], "chat template"),
+        ("tekken", "[INST]", ["turn_start:user"], "known family Mistral"),
+    ],
+)
+def test_roles_carry_their_evidence(name: str, marker: str, roles: list[str], evidence: str) -> None:
+    v = vocab(name)
+    index = v.pieces.index(marker)
+    assert v.special[index] == roles and v.categories[index] == "special"
+    assert any(evidence in e for e in v.role_evidence[index]), v.role_evidence[index]

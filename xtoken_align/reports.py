@@ -157,16 +157,24 @@ def score_text(report: dict) -> str:
         lines += [
             "",
             f"corpus {corpus['name']}: {corpus['texts']:,} texts, {corpus['student_tokens']:,} student tokens, "
-            f"{corpus['aligned_share']:.1%} share a start with a teacher token",
+            f"{corpus['aligned_share']:.1%} share a start with a teacher token, {corpus['chunked_share']:.1%} are "
+            "in a chunk that closes on both sides",
             f"agreement@1 {corpus['agreement@1']:.4f}, mean W mass on the teacher's token {corpus['mass']:.4f}",
             table(
-                ["category", "tokens", "agreement@1", "mass"],
+                ["category", "aligned tokens", "aligned share", "agreement@1", "mass"],
                 [
-                    [k, v["tokens"], f"{v['agreement@1']:.4f}", f"{v['mass']:.4f}"]
+                    [k, v["tokens"], f"{v['aligned_share']:.1%}", f"{v['agreement@1']:.4f}", f"{v['mass']:.4f}"]
                     for k, v in corpus["categories"].items()
                 ],
             ),
         ]
+        failed = corpus["not_round_trip"]
+        if failed["texts"]:
+            lines.append(
+                f"not reproduced byte for byte: {failed['student']:,} texts by the student, {failed['teacher']:,} by "
+                "the teacher (their differing stretch is in no chunk): "
+                + "; ".join(f"#{t['text']} ({t['side']}) {t['starts']!r}" for t in failed["texts"][:5])
+            )
     return "\n".join(lines)
 
 

@@ -162,8 +162,9 @@ def off_piece_mass(projection: Projection, student: Vocab, teacher: Vocab) -> di
 
 def corpus_agreement(projection: Projection, student: Vocab, teacher: Vocab, texts: list[str]) -> dict:
     """agreement@1 and mass on the teacher's actual token, over student tokens that open a chunk
-    (`spans.align_chunks`: the teacher has a token starting at the same byte); per student
-    category. Texts that a tokenizer does not round-trip are counted and named apart."""
+    (`spans.align_chunks`: the teacher has a token starting at the same byte, `aligned_share`);
+    per student category. `chunked_share`: student tokens in a chunk that closes on both sides, as
+    training sees them. Texts that a tokenizer does not round-trip are counted and named apart."""
     m = projection.matrix
     top_col = np.full(student.size, -1, dtype=np.int64)
     filled = np.flatnonzero(np.diff(m.indptr) > 0)
@@ -179,11 +180,13 @@ def corpus_agreement(projection: Projection, student: Vocab, teacher: Vocab, tex
     hits = top_col[s_al] == t_al
     mass = np.asarray(m[s_al, t_al]).ravel() if len(s_al) else np.zeros(0)
     categories: dict[str, dict] = {}
-    cats = np.asarray(student.categories)[s_al]
+    names = np.asarray(student.categories)
+    every, cats = names[s.ids], names[s_al]
     for category in sorted(set(cats.tolist()), key=lambda c: (category_rank(c), c)):
         pick = cats == category
         categories[category] = {
             "tokens": int(pick.sum()),
+            "aligned_share": round(int(pick.sum()) / int((every == category).sum()), 4),  # of the category's tokens
             "agreement@1": round(float(hits[pick].mean()), 4),
             "mass": round(float(mass[pick].mean()), 4),
         }
@@ -195,6 +198,7 @@ def corpus_agreement(projection: Projection, student: Vocab, teacher: Vocab, tex
         "aligned_tokens": int(aligned.sum()),
         "aligned_share": _share(aligned),
         "aligned_share_round_trip": _share(aligned[clean]),
+        "chunked_share": _share(chunks.student[~s.special] >= 0),
         "not_round_trip": {
             "student": int((~s_ok).sum()),
             "teacher": int((~t_ok).sum()),
