@@ -22,6 +22,7 @@ from stress import stress_corpus
 
 from xtoken_align.diagnose_corpus import one_to_one
 from xtoken_align.distill.align import align_batch
+from xtoken_align.sources import load_tokenizer
 from xtoken_align.spans import Spans, align_chunks, encode_spans, round_trips, token_spans
 
 PAIRS = list(itertools.permutations(FAMILIES, 2))
@@ -121,3 +122,44 @@ def test_pair_chunks_close_and_consumers_agree(student: str, teacher: str) -> No
         dropped = set(own[~kept].tolist()) - {-1}
         first_s, first_t = chunks.student[s.tokens(k)][0], chunks.teacher[t.tokens(k)][0]
         assert dropped <= {first_s, first_t}  # only a chunk holding a text's first token is dropped
+
+
+CONVERSATION = [
+    {"role": "system", "content": "You are a careful math tutor."},
+    {"role": "user", "content": "Natalia sold 48 clips in April and half as many in May. How many in total?"},
+    {"role": "assistant", "content": "In May she sold 48 / 2 = 24.\n\n    Total: 48 + 24 = 72"},
+]
+
+
+@cache
+def chat_rendering(name: str) -> str | None:
+    """The demo's own chat template rendered on `CONVERSATION` (None without a template)."""
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    loaded = load_tokenizer(f"demo:{name}")
+    if not loaded.chat_template:
+        return None
+    for messages in (CONVERSATION, CONVERSATION[1:]):  # some templates refuse a system message
+        try:
+            rendered, _ = render_jinja_template([messages], chat_template=loaded.chat_template, **loaded.config_roles)
+            return rendered[0]
+        except Exception:  # a template's raise_exception
+            continue
+    raise AssertionError(f"{name}'s chat template renders no conversation")
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_chat_renderings_decode_and_their_markers_have_roles(name: str) -> None:
+    rendered, v = chat_rendering(name), vocab(name)
+    if rendered is None:  # no template shipped: roles come from the config and the family table alone
+        assert not any("chat template" in e for evidence in v.role_evidence.values() for e in evidence)
+        return
+    ids = v.tokenizer.encode(rendered, add_special_tokens=False).ids
+    assert v.tokenizer.decode(ids, skip_special_tokens=False).encode() == v.decode_bytes(ids)
+    assert token_spans(v, [ids]).text_bytes(0) == v.tokenizer.decode(ids, skip_special_tokens=True).encode()
+    markers = {i for i in ids if i in v.special}
+    assert markers, f"{name}: the rendering holds no special token"
+    # Each marker of the rendering has a role its template (or its config) gave it, never a guess.
+    for i in markers:
+        assert set(v.special[i]) - {"marker"}, (name, v.pieces[i], v.special[i])
+        assert any("chat template" in e or "tokenizer_config" in e for e in v.role_evidence[i]), (name, v.pieces[i])
