@@ -152,7 +152,7 @@ def chat_rendering(name: str) -> str | None:
 def test_chat_renderings_decode_and_their_markers_have_roles(name: str) -> None:
     rendered, v = chat_rendering(name), vocab(name)
     if rendered is None:  # no template shipped: roles come from the config and the family table alone
-        assert not any("chat template" in e for evidence in v.role_evidence.values() for e in evidence)
+        assert not any("chat template:" in e for evidence in v.role_evidence.values() for e in evidence)
         return
     ids = v.tokenizer.encode(rendered, add_special_tokens=False).ids
     assert v.tokenizer.decode(ids, skip_special_tokens=False).encode() == v.decode_bytes(ids)
@@ -162,4 +162,4 @@ def test_chat_renderings_decode_and_their_markers_have_roles(name: str) -> None:
     # Each marker of the rendering has a role its template (or its config) gave it, never a guess.
     for i in markers:
         assert set(v.special[i]) - {"marker"}, (name, v.pieces[i], v.special[i])
-        assert any("chat template" in e or "tokenizer_config" in e for e in v.role_evidence[i]), (name, v.pieces[i])
+        assert any("chat template:" in e or "tokenizer_config" in e for e in v.role_evidence[i]), (name, v.pieces[i])
