@@ -44,7 +44,8 @@ def test_vocab_text_and_json(run_cli) -> None:
     assert "<s>" in text.stdout and "bos" in text.stdout and "byte" in text.stdout
     report = json.loads(run_cli("vocab", "demo:llama2", "--json").stdout)
     assert report["size"] == 32_000 and report["categories"]["byte"] == 256
-    assert {"id": 1, "piece": "<s>", "roles": ["bos"]} in report["special"]
+    bos = next(s for s in report["special"] if s["id"] == 1)
+    assert (bos["piece"], bos["roles"]) == ("<s>", ["bos"]) and "tokenizer_config.json bos_token" in bos["evidence"][0]
     sample = {s["raw"]: s for s in report["samples"]}
     spaced = [s for raw, s in sample.items() if raw.startswith("▁")]
     assert spaced and all(s["display"].startswith(" ") for s in spaced)

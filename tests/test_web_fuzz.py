@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, configuration, given, settings
@@ -171,7 +172,9 @@ def test_edit_sequences_follow_the_model(edit_client) -> None:
                 assert answer["version"] == before["version"] + 1
                 weights = [e["weight"] for e in answer["row"]]
                 assert sorted(weights, reverse=True) == weights and all(w >= 0 for w in weights)
-                assert {e["teacher_id"] for e in answer["row"]} == {t for t, w in entries if w > 0}
+                # Entries too light to survive float32 (what W files store) are dropped, as documented.
+                total = sum(w for _, w in entries)
+                assert {e["teacher_id"] for e in answer["row"]} == {t for t, w in entries if np.float32(w / total) > 0}
                 assert sum(weights) == pytest.approx(1.0) if weights else sid in SPECIAL_ROWS
             else:
                 response = client.post(f"/api/teachers/{TEACHER}/{step[0]}")
