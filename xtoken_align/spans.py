@@ -68,8 +68,8 @@ def token_spans(vocab: Vocab, sequences: Sequence) -> Spans:
     table = vocab.byte_table
     arrays = [np.asarray(x, dtype=np.int64).reshape(-1) for x in sequences]
     count = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
-    ids = np.concatenate(arrays) if arrays else np.zeros(0, np.int64)
-    text = np.repeat(np.arange(len(arrays)), count)
+    ids = arrays[0] if len(arrays) == 1 else np.concatenate(arrays) if arrays else np.zeros(0, np.int64)
+    text = np.zeros(len(ids), np.int64) if len(arrays) == 1 else np.repeat(np.arange(len(arrays)), count)
     first = np.cumsum(count) - count
     width = table.width[ids]
     ends = np.cumsum(width)

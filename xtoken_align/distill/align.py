@@ -69,7 +69,11 @@ def align_sample(student: Vocab, teacher: Vocab, student_ids, teacher_ids, metho
     is dropped (the teacher has no position predicting its `2`), chunk 1 (` x`) is kept:
     student_chunk [-1, 0, -1], teacher_chunk [-1, -1, 0, -1], labels [201, ␣x, -100].
     """
-    return align_batch(student, teacher, [student_ids], [teacher_ids], method)[0]
+    if method != "bytes":
+        return align_batch(student, teacher, [student_ids], [teacher_ids], method)[0]
+    s, t = token_spans(student, [student_ids]), token_spans(teacher, [teacher_ids])
+    chunks = align_chunks(s, t)  # one text: its chunk ids are already local
+    return _finish(s.ids, t.ids, chunks.student, chunks.teacher)
 
 
 def align_batch(
@@ -111,23 +115,27 @@ def _trainable(s: Spans, t: Spans, chunks: Chunks) -> list[SampleAlignment]:
     def shifted(side: Spans, chunk: np.ndarray) -> list[np.ndarray]:
         out = _shift(np.where(valid[chunk], before[chunk] - start[side.text], -1))
         out[(side.first + side.count - 1)[side.count > 0]] = -1  # each text's last position predicts nothing
-        return np.split(out, np.cumsum(side.count)[:-1])
+        return _per_text(out, side)
 
     labels = _labels(s.ids)
     labels[(s.first + s.count - 1)[s.count > 0]] = -100
-    cut = np.cumsum(s.count)[:-1]
     return [
         SampleAlignment(a, b, c, d, e, int(k))
         for a, b, c, d, e, k in zip(
-            np.split(s.ids, cut),
-            np.split(t.ids, np.cumsum(t.count)[:-1]),
+            _per_text(s.ids, s),
+            _per_text(t.ids, t),
             shifted(s, chunks.student),
             shifted(t, chunks.teacher),
-            np.split(labels, cut),
-            n_chunks,
+            _per_text(labels, s),
+            n_chunks.tolist(),
             strict=True,
         )
     ]
+
+
+def _per_text(values: np.ndarray, side: Spans) -> list[np.ndarray]:
+    """A token array cut into its texts (one text: the array itself, no numpy call)."""
+    return [values] if side.texts == 1 else np.split(values, np.cumsum(side.count)[:-1])
 
 
 def _shift(token_chunk: np.ndarray) -> np.ndarray:
