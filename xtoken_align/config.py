@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from xtoken_align.errors import XTokenError
+from xtoken_align.textfile import read_text
 
 
 class _Rule(BaseModel):
@@ -133,20 +134,9 @@ def read_config(path: str | Path) -> object:
     """The data of a YAML or JSON config file (JSON is YAML too), or one line saying why not:
     `run.yaml:3:5: not valid YAML (mapping values are not allowed here)`."""
     path = Path(path)
+    text = read_text(path, "config", "a YAML or JSON file")
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise XTokenError(f"no such config file: {path}") from None
-    except IsADirectoryError:
-        raise XTokenError(f"config {path} is a folder, not a file") from None
-    except OSError as exc:
-        raise XTokenError(f"cannot read config {path}: {exc.strerror}") from None
-    if b"\x00" in raw:
-        raise XTokenError(f"config {path} looks binary (NUL bytes); give a YAML or JSON file")
-    try:
-        return yaml.safe_load(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise XTokenError(f"config {path} is not UTF-8 text; give a YAML or JSON file") from None
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise XTokenError(f"{path}{yaml_place(exc)}: not valid YAML ({yaml_problem(exc)})") from None
 

@@ -25,6 +25,7 @@ from xtoken_align.errors import XTokenError
 from xtoken_align.projection import Projection
 from xtoken_align.rules import RULE_CODES, RuleContext
 from xtoken_align.spans import align_chunks, encode_spans, round_trips
+from xtoken_align.textfile import read_text
 from xtoken_align.vocab import Vocab
 
 HKL_THRESHOLD = 0.6
@@ -42,18 +43,7 @@ def read_corpus(path: str | Path, limit: int | None = None) -> list[str]:
     path = Path(path)
     if limit is not None and limit < 1:
         raise XTokenError(f"corpus limit {limit}: give a positive number of texts")
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise XTokenError(f"no such corpus file: {path}") from None
-    except IsADirectoryError:
-        raise XTokenError(f"corpus {path} is a folder, not a file") from None
-    if b"\x00" in raw[:65536]:
-        raise XTokenError(f"corpus {path} looks binary (NUL bytes); give a text or JSONL file")
-    try:
-        content = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise XTokenError(f"corpus {path} is not UTF-8 text ({exc})") from None
+    content = read_text(path, "corpus", "a text or JSONL file")
     texts: list[str] = []
     if path.suffix in (".jsonl", ".json"):
         for number, line in enumerate(content.splitlines(), 1):
