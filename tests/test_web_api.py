@@ -303,6 +303,7 @@ def test_special_token_detail_has_roles(web_client) -> None:
         [],
     )
     assert [e["piece"] for e in detail["row"]] == ["<|begin_of_text|>"]
+    assert "tokenizer_config.json bos_token" in detail["role_evidence"][0]
 
 
 def test_teacher_token_detail_lists_its_column(web_client, web_workspace) -> None:

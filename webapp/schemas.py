@@ -82,6 +82,7 @@ class TokenDetail(BaseModel):
     hex: str
     category: str
     roles: list[str]
+    role_evidence: list[str] = []  # per role, where it came from (config, chat template, family table)
     other_side: list[Piece]  # how the other tokenizer segments this token's text
     row: list[Entry] | None = None  # student side
     version: int | None = None  # student side: edit version of the row

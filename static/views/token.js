@@ -17,6 +17,7 @@ export async function renderToken(main, route) {
       h("dt", {}, "canonical bytes"), h("dd", {}, h("code", {}, token.hex.match(/../g)?.join(" ") || "(none)")),
       h("dt", {}, "category"), h("dd", {}, token.category),
       token.roles.length ? [h("dt", {}, "roles"), h("dd", {}, token.roles.join(", "))] : null,
+      token.role_evidence.length ? [h("dt", {}, "evidence"), h("dd", {}, token.role_evidence.join(" · "))] : null,
       h("dt", {}, `${otherSide} spelling`),
       h("dd", {}, token.other_side.length
         ? token.other_side.map((p) => h("a", { class: "chip", href: `#/token/${otherSide}/${p.id}?teacher=${currentTeacher()}` }, glyphs(p.display), h("small", {}, ` #${p.id}`)))

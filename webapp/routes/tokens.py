@@ -27,6 +27,7 @@ def token_detail(side: Side, token_id: int, teacher: str, workspace: WorkspaceDe
         hex=vocab.token_bytes[token_id].hex(),
         category=vocab.categories[token_id],
         roles=vocab.special.get(token_id, []),
+        role_evidence=list(vocab.role_evidence.get(token_id, ())),
         other_side=pieces(other, _spell(state, side, token_id)),
     )
     if side == "student":
