@@ -60,10 +60,8 @@ class Spans:
 def token_spans(vocab: Vocab, sequences: Sequence) -> Spans:
     """Byte spans of many id sequences (each may include BOS/EOS and other special tokens).
 
-    >>> from conftest import vocab  # doctest: +SKIP
-    >>> s = token_spans(vocab("llama3"), [[128000, 679, 16, 865]])  # doctest: +SKIP
-    >>> s.start.tolist(), s.end.tolist(), s.text_bytes(0)  # doctest: +SKIP
-    ([0, 0, 3, 4], [0, 3, 4, 6], b'201 x')
+    Llama-3's `<|begin_of_text|>`, `201`, ` x`, `<|eot_id|>` spell `201 x`: starts [0, 0, 3, 5],
+    ends [0, 3, 5, 5] (tests/test_spans.py checks exactly this).
     """
     table = vocab.byte_table
     arrays = [np.asarray(x, dtype=np.int64).reshape(-1) for x in sequences]
