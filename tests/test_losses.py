@@ -115,10 +115,11 @@ def reference(kind, student, teacher, s_chunk, t_chunk, labels, t_labels, aggreg
     labels, t_labels = labels.reshape(-1), t_labels.reshape(-1)
     s_pos, t_pos = positions_by_chunk(s_chunk), positions_by_chunk(t_chunk)
     valid = sorted(set(s_pos) & set(t_pos))
-    if kind == "p_kl":
+    if kind == "p_kl":  # the teacher ids W reaches, the top-k of them by teacher logit
         dense = torch.tensor(kw["w"].toarray(), dtype=F64)
-        importance = [max(float(t[i, v]) for c in valid for i in t_pos[c]) for v in range(V_T)]
-        top = sorted(sorted(range(V_T), key=lambda v: -importance[v])[: kw["topk"]])
+        reached = [v for v in range(V_T) if dense[:, v].sum() > 0]
+        importance = {v: max(float(t[i, v]) for c in valid for i in t_pos[c]) for v in reached}
+        top = sorted(sorted(reached, key=lambda v: -importance[v])[: kw["topk"]])
     total = 0.0
     for c in valid:
         q_s = chunk_dist(s, s_pos[c], aggregation, tau, labels)
@@ -131,6 +132,8 @@ def reference(kind, student, teacher, s_chunk, t_chunk, labels, t_labels, aggreg
                     p_t = p_t * torch.softmax(t[i] / tau, -1)[t_labels[i]]
                 p_t = p_t / p_t.sum()
             q = (q_s @ dense)[top]
+            if kw.get("student_mass", "renormalise") == "renormalise":
+                q = q / q.sum()
             total = total + sum(p_t[j] * (torch.log(p_t[j]) - torch.log(q[j])) for j in range(len(top)))
             continue
         q_t = chunk_dist(t, t_pos[c], aggregation, tau, t_labels)
@@ -159,8 +162,10 @@ FAKE_TEACHER = SimpleNamespace(pieces=[f"p{(i * 7) % 60}" if i % 5 else "" for i
 
 def make(kind, projection, aggregation, tau, tail):
     w = ProjectionW.from_projection(projection).double()
-    if kind == "p_kl":
-        return PKLLoss(w, topk=TOPK, aggregation=aggregation, tau=tau), {"w": projection.matrix, "topk": TOPK}
+    if kind.startswith("p_kl"):  # p_kl renormalises the projected student within the columns, p_kl_drop not
+        student = "drop" if kind == "p_kl_drop" else "renormalise"
+        loss = PKLLoss(w, topk=TOPK, aggregation=aggregation, tau=tau, student=student)
+        return loss, {"w": projection.matrix, "topk": TOPK, "student_mass": student}
     if kind == "h_kl":
         loss = HKLLoss(w, tail=tail, aggregation=aggregation, tau=tau)
         return loss, {"pairs": common_set(projection), "tail": tail}
@@ -181,7 +186,7 @@ def make(kind, projection, aggregation, tau, tail):
 @pytest.mark.parametrize("layout", ["mixed", "single"])
 @pytest.mark.parametrize("tau", [1.0, 2.0])
 @pytest.mark.parametrize("aggregation", ["mean", "first", "chain"])
-@pytest.mark.parametrize("kind", ["p_kl", "h_kl", "gold", "uld"])
+@pytest.mark.parametrize("kind", ["p_kl", "p_kl_drop", "h_kl", "gold", "uld"])
 def test_loss_matches_naive_reference(kind, aggregation, tau, layout, projection, batch):
     student, teacher, s_chunk, t_chunk, labels, t_labels = batch
     if layout == "single":
@@ -190,13 +195,13 @@ def test_loss_matches_naive_reference(kind, aggregation, tau, layout, projection
         module, kw = make(kind, projection, aggregation, tau, tail)
         got = module(student, teacher, s_chunk, t_chunk, labels, t_labels)
         (got_grad,) = torch.autograd.grad(got, student)
-        want = reference(kind, student, teacher, s_chunk, t_chunk, labels, t_labels, aggregation, tau, **kw)
+        want = reference(kind[:4], student, teacher, s_chunk, t_chunk, labels, t_labels, aggregation, tau, **kw)
         (want_grad,) = torch.autograd.grad(want, student)
         assert got.dtype == F64
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(got_grad, want_grad, atol=1e-5, rtol=1e-5)
         assert got_grad.abs().sum() > 0
-        if kind == "p_kl":
+        if kind.startswith("p_kl"):
             break
 
 
