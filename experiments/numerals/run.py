@@ -205,6 +205,19 @@ def evaluate(model_dir: Path, vocab, data: dict, s: dict, device) -> dict:
     }
 
 
+def training_signs(run_dir: Path) -> dict:
+    """From metrics.jsonl: steps whose KD value was negative (H-KL and GOLD can be), the smallest KD
+    value, the mean dynamic KD scale |ce| / |kd| and (P-KL) the mean teacher mass W cannot reach."""
+    steps = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    unreachable = [v for r in steps for k, v in r.items() if k.startswith("unreachable/")]
+    return {
+        "kd_negative_steps": sum(r["kd"] < 0 for r in steps),
+        "kd_min": min(r["kd"] for r in steps),
+        "kd_scale_mean": sum(r["kd_scale"] for r in steps) / len(steps),
+        "unreachable_mean": sum(unreachable) / len(unreachable) if unreachable else None,
+    }
+
+
 # ---- main --------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -300,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                 "wall_s": wall,
                 **evaluate(latest(run_dir), vocabs["llama3"], data, s, device),
             }
+            row |= training_signs(run_dir)
             evals = [json.loads(x) for x in (run_dir / "eval.jsonl").read_text().splitlines()]
             evals.insert(0, {"step": 0, "next_token": start})
             row["curve"] = [[e["step"], e["next_token"].get("multi_digit_mass@numeral")] for e in evals]
@@ -312,9 +326,11 @@ def main(argv: list[str] | None = None) -> int:
                            "full_vocab": args.full_vocab}  # fmt: skip
     from report import write_report  # the study's own helper, next to this file
 
-    write_report(results, out)
+    before = HERE / "results-before-issue12.json"  # the published run before the loss fixes (issue 12)
+    before = json.loads(before.read_text()) if before.is_file() and mode == "full" else None
+    write_report(results, out, before)
     if out == (HERE / "output").resolve():  # the default run also publishes its results beside this script
-        write_report(results, HERE)
+        write_report(results, HERE, before)
     log("done")
     return 0
 
