@@ -9,7 +9,8 @@ token id v (ids of BPE vocabularies run roughly from frequent to rare),
     z[i, v] = −α·log(1 + v) + σ·ε[i, v] + β·[v = the actual next token at i],   ε ~ N(0, 1),
 
 on both sides, with independent noise: `peaked` (LM-like: the teacher's top-1 probability about
-0.6), `moderate`, `flat` (close to uniform). The table gives their mean teacher entropy and top-1
+0.6, the rest on frequent ids), `peaked-scattered` (as peaked, the rest a heavy tail over random ids,
+no frequency prior), `moderate`, `flat` (close to uniform). The table gives their mean teacher entropy and top-1
 probability.
 
 For top-k ∈ {1024, 4096, 8192} and both treatments of the projected student's mass outside the k
@@ -17,7 +18,7 @@ columns (`renormalise` within them, as the reference code does; `drop` it, unnor
 gradient cosine wrt the student logits and the relative value error |L_k − L| / L against P-KL
 over every column W reaches (where the two treatments are the same loss: Wᵀp_S sums to 1).
 
-    python bench/pkl_topk.py [--texts 4] [--max-length 128] [--markdown]
+    python bench/pkl_topk.py [--texts 4] [--max-length 128] [--regimes peaked flat ...]
 """
 
 from __future__ import annotations
@@ -30,7 +31,12 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-REGIMES = {"peaked": (1.5, 1.0, 10.0), "moderate": (1.0, 1.0, 8.0), "flat": (0.0, 0.5, 0.0)}  # α, σ, β
+REGIMES = {  # α, σ, β
+    "peaked": (1.5, 1.0, 10.0),  # frequent ids and the next token share the mass: top-k sees nearly all of it
+    "peaked-scattered": (0.0, 2.5, 16.0),  # peaked on the next token, the rest a heavy random tail
+    "moderate": (1.0, 1.0, 8.0),
+    "flat": (0.0, 0.5, 0.0),
+}
 TOPKS, TREATMENTS = (1024, 4096, 8192), ("renormalise", "drop")
 
 
@@ -73,7 +79,7 @@ def run(module, z_s, z_t, s_chunk, t_chunk, labels) -> tuple[float, torch.Tensor
     return float(value.detach()), student.grad.reshape(-1), time.perf_counter() - started
 
 
-def measure(texts: int, max_length: int) -> tuple[list[dict], dict]:
+def measure(texts: int, max_length: int, regimes: list[str]) -> tuple[list[dict], dict]:
     from xtoken_align.distill.losses import PKLLoss
 
     _, _, w, batch = micro_batch(texts, max_length)
@@ -86,6 +92,8 @@ def measure(texts: int, max_length: int) -> tuple[list[dict], dict]:
     }
     rows = []
     for n, regime in enumerate(REGIMES):
+        if regime not in regimes:
+            continue
         z_s = lm_like_logits(batch["input_ids"], batch["attention_mask"], w.shape[0], regime, seed=2 * n)
         z_t = lm_like_logits(t_ids, t_mask, w.shape[1], regime, seed=2 * n + 1)
         p_t = torch.softmax(z_t[t_mask.bool()], -1)
@@ -112,10 +120,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--texts", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
     args = parser.parse_args()
     torch.manual_seed(0)
     started = time.perf_counter()
-    rows, about = measure(args.texts, args.max_length)
+    rows, about = measure(args.texts, args.max_length, args.regimes)
     s_pos, t_pos = about["positions"]
     print(f"Llama-3 128,256 x Qwen3 151,669, real W ({about['reachable']:,} teacher ids reachable); "
           f"{args.texts} GSM8K texts, {s_pos} student / {t_pos} teacher positions, {about['chunks']} chunks; "
@@ -128,7 +137,7 @@ def main() -> None:
         print(f"| {r['regime']} | {r['entropy']:.2f} | {r['top1']:.2f} | {r['topk']:,} | {r['treatment']} "
               f"| {r['cosine']:.3f} | {r['rel_error']:.3f} |")  # fmt: skip
     print()
-    for regime in REGIMES:
+    for regime in args.regimes:
         r = next(x for x in rows if x["regime"] == regime)
         print(f"{regime}: full P-KL {r['full']:.4f} (drop: {r['full_drop']:.4f}), {r['full_seconds']:.1f} s fwd+bwd")
 

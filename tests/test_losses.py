@@ -419,7 +419,7 @@ def test_p_kl_treatments_agree_on_every_column(projection, batch):
     cut = [
         PKLLoss(w, topk=TOPK, student=m)(student, teacher, s_chunk, t_chunk, labels) for m in ("renormalise", "drop")
     ]
-    assert float(cut[0]) < float(cut[1])  # within fewer columns the projected mass is below 1
+    assert float(cut[0].detach()) < float(cut[1].detach())  # within fewer columns the projected mass is below 1
     with pytest.raises(ValueError, match="renormalise, drop"):
         PKLLoss(w, student="scale")
 

@@ -4,7 +4,7 @@ with the project's own DistillRunner, tiny models and the real tokenizers, outpu
 the study's tokens (`xtoken-align restrict`; every numeral kept). See README.md beside this file.
 
     python experiments/numerals/run.py [--quick | --scale full|large] [--device cpu|cuda] [--full-vocab]
-                                       [--seeds N] [--out DIR]
+                                       [--seeds N] [--out DIR] [--headline]
 
 Teachers are pre-trained with the runner too: CE only (loss.combine=fixed, kd_weight=0, ce_weight=1)
 with a throw-away 1-layer same-tokenizer "kd" teacher whose term has weight 0 (the runner needs one)."""
@@ -227,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--out", type=Path, default=HERE / "output")
     p.add_argument("--full-vocab", action="store_true", help="full 128k-200k output layers (for a GPU)")
+    p.add_argument("--headline", action="store_true", help="headline rows and h_kl-qwen3 only, every seed")
     args = p.parse_args(argv)
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the runner picks cuda whenever it sees one
@@ -297,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"warm start seed {seed}: ce {row['ce_token']:.3f} multi-acc {row['multi_acc']:.3f} ({wall:.0f}s)")
         warm = (latest(warm_dir), student)  # weights, and the folder with the tokenizer
         names = QUICK_METHODS if mode == "quick" else (list(table) if seed == 0 else HEADLINE)
+        if args.headline and mode != "quick":  # H-KL with Qwen3 too: the case where a negative H-KL could matter
+            names = [*HEADLINE, "h_kl-qwen3"]
         for name in names:
             specs = [
                 {"name": f"{t['teacher']}-{i}", "model": str(teachers[t["teacher"]][0]),
