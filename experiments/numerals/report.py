@@ -230,6 +230,13 @@ def write_report(results: dict, folder: Path, before: dict | None = None) -> Non
             "priced teacher mass W cannot reach at log(float32 tiny), kept the projected student unnormalised",
             "within the top-k columns, and the dynamic scale was the signed ce / kd. After: that mass left out",
             "(and logged), the student renormalised within the columns, the scale |ce| / |kd| in [0.01, 100].",
+            "Teachers (nats/char) before → after: "
+            + ", ".join(
+                f"{n} {before['teachers'][n]['nats_per_char']:.3f} → {r['nats_per_char']:.3f}"
+                for n, r in t.items()
+                if n in before["teachers"]
+            )
+            + " (CE-only training: a teacher that moved was changed by other commits, not by the losses).",
             "",
             *before_after(before, results),
         ]

@@ -62,8 +62,9 @@ class TrainingSpec(_Strict):
 class LossSpec(_Strict):
     aggregation: Literal["mean", "first", "chain"] = "mean"
     topk: Annotated[int, Field(ge=1)] = 8192
-    # P-KL: the projected student's mass outside the top-k columns; renormalise within them (as the
-    # reference code does; closer to full-vocabulary P-KL on LM-like logits, bench/pkl_topk.py) or drop it
+    # P-KL: the projected student's mass outside the top-k columns: renormalise within them (as the
+    # reference code does; as close or closer to full-vocabulary P-KL in 3 of 4 logit regimes of
+    # bench/pkl_topk.py, README "Distillation") or drop it
     topk_student: Literal["renormalise", "drop"] = "renormalise"
     tail: Annotated[int, Field(ge=1)] = 8192
     tau: Annotated[float, Field(gt=0)] = 1.0
