@@ -11,6 +11,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import gsm8k, vocab
 
@@ -73,6 +74,34 @@ def test_each_cross_tokenizer_loss_trains(assets, tmp_path: Path, loss: str) -> 
     assert (tmp_path / "metrics.html").is_file() and (tmp_path / "config.yaml").is_file()
     checkpoint = tmp_path / "checkpoints" / (tmp_path / "checkpoints" / "latest").read_text()
     assert DistillConfig.from_dict(yaml.safe_load((checkpoint / "config.yaml").read_text())).teachers[0].loss == loss
+    assert all(0.01 <= r["kd_scale"] <= 100 for r in curve)  # |ce| / |kd| within the configured bounds
+    if loss == "p_kl":  # teacher mass that W cannot reach, logged for the user
+        assert all(0 < r["unreachable/qwen"] < 1 for r in curve)
+
+
+def test_padded_output_layers_give_the_same_kd(assets, tmp_path: Path) -> None:
+    """Real checkpoints pad their output layers (Qwen3 151,936 rows for 151,669 tokens): the runner passes
+    the tokenizers' sizes, so loud padded rows of the student and the teacher change no KD value."""
+    from safetensors.torch import load_file, save_file
+
+    root, g = assets["root"], torch.Generator().manual_seed(0)
+    padded = {
+        "student": tiny_model("llama", vocab("llama3"), root / "student-pad", seed=1, output_rows=128_320),
+        "qwen": tiny_model("qwen3", vocab("qwen3"), root / "qwen-pad", seed=2, output_rows=151_936),
+    }
+    for name, folder in padded.items():  # the real rows are the unpadded model's, the padding loud
+        wide = load_file(folder / "model.safetensors")
+        for key, value in load_file(assets[name] / "model.safetensors").items():
+            extra = wide[key].shape[0] - value.shape[0] if value.ndim else 0
+            wide[key] = torch.cat([value, 3.0 * torch.randn(extra, *value.shape[1:], generator=g)]) if extra else value
+        save_file(wide, folder / "model.safetensors", metadata={"format": "pt"})
+    for loss in ("h_kl", "uld"):
+        first = {}
+        for kind, where in (("exact", assets), ("padded", {**assets, **padded})):
+            out = tmp_path / f"{loss}-{kind}"
+            DistillRunner(config(where, out, [qwen(where, loss)], steps=1)).run()
+            first[kind] = losses(out)[0]
+        assert first["padded"]["kd"] == pytest.approx(first["exact"]["kd"], rel=1e-4)
 
 
 def test_same_tokenizer_kd_and_two_teachers_with_learned_w(assets, tmp_path: Path) -> None:

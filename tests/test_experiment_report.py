@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "numerals"))
 
-from report import reading, summarise  # noqa: E402
+from report import before_after, reading, summarise  # noqa: E402
 
 
 def runs(values: dict[str, list[float]]) -> dict:
@@ -44,3 +44,15 @@ def test_one_seed_gives_no_verdict_and_missing_rows_are_named():
     gold, pkl, hkl = reading(summarise(runs({"ce": [0.4], "gold-qwen3": [0.01], "p_kl-qwen3": [0.5]})))
     assert "1 seed: no spread, no verdict" in gold and "holds" not in gold
     assert hkl.endswith("not measured in this run.")
+
+
+def test_before_after_puts_the_old_numbers_next_to_the_new():
+    before = runs({"ce": [0.40, 0.42], "gold-qwen3": [0.01, 0.02]})
+    after = runs({"ce": [0.40, 0.42], "gold-qwen3": [0.30, 0.32], "uld-qwen3": [0.2]})
+    for row in after["runs"].values():
+        row |= {"kd_negative_steps": 3, "kd_min": -0.25, "kd_scale_mean": 12.0, "unreachable_mean": None}
+    after["settings"] = {"scale": {"student_steps": 80}}
+    header, _, ce, gold = before_after(before, after)
+    assert "mass@numeral before → after" in header
+    assert "| gold-qwen3 | 2 | " in gold and "0.015 ± 0.007 → 0.310 ± 0.014" in gold
+    assert "| 6 of 160 | -0.2500 | 12.00 |  |" in gold

@@ -21,6 +21,7 @@ from xtoken_align.distill.losses import (
     ULDLoss,
     combine,
     cross_entropy,
+    kd_scale,
     make_loss,
 )
 from xtoken_align.distill.sparse_w import ProjectionW
@@ -115,10 +116,11 @@ def reference(kind, student, teacher, s_chunk, t_chunk, labels, t_labels, aggreg
     labels, t_labels = labels.reshape(-1), t_labels.reshape(-1)
     s_pos, t_pos = positions_by_chunk(s_chunk), positions_by_chunk(t_chunk)
     valid = sorted(set(s_pos) & set(t_pos))
-    if kind == "p_kl":
+    if kind == "p_kl":  # the teacher ids W reaches, the top-k of them by teacher logit
         dense = torch.tensor(kw["w"].toarray(), dtype=F64)
-        importance = [max(float(t[i, v]) for c in valid for i in t_pos[c]) for v in range(V_T)]
-        top = sorted(sorted(range(V_T), key=lambda v: -importance[v])[: kw["topk"]])
+        reached = [v for v in range(V_T) if dense[:, v].sum() > 0]
+        importance = {v: max(float(t[i, v]) for c in valid for i in t_pos[c]) for v in reached}
+        top = sorted(sorted(reached, key=lambda v: -importance[v])[: kw["topk"]])
     total = 0.0
     for c in valid:
         q_s = chunk_dist(s, s_pos[c], aggregation, tau, labels)
@@ -131,6 +133,8 @@ def reference(kind, student, teacher, s_chunk, t_chunk, labels, t_labels, aggreg
                     p_t = p_t * torch.softmax(t[i] / tau, -1)[t_labels[i]]
                 p_t = p_t / p_t.sum()
             q = (q_s @ dense)[top]
+            if kw.get("student_mass", "renormalise") == "renormalise":
+                q = q / q.sum()
             total = total + sum(p_t[j] * (torch.log(p_t[j]) - torch.log(q[j])) for j in range(len(top)))
             continue
         q_t = chunk_dist(t, t_pos[c], aggregation, tau, t_labels)
@@ -159,8 +163,10 @@ FAKE_TEACHER = SimpleNamespace(pieces=[f"p{(i * 7) % 60}" if i % 5 else "" for i
 
 def make(kind, projection, aggregation, tau, tail):
     w = ProjectionW.from_projection(projection).double()
-    if kind == "p_kl":
-        return PKLLoss(w, topk=TOPK, aggregation=aggregation, tau=tau), {"w": projection.matrix, "topk": TOPK}
+    if kind.startswith("p_kl"):  # p_kl renormalises the projected student within the columns, p_kl_drop not
+        student = "drop" if kind == "p_kl_drop" else "renormalise"
+        loss = PKLLoss(w, topk=TOPK, aggregation=aggregation, tau=tau, student=student)
+        return loss, {"w": projection.matrix, "topk": TOPK, "student_mass": student}
     if kind == "h_kl":
         loss = HKLLoss(w, tail=tail, aggregation=aggregation, tau=tau)
         return loss, {"pairs": common_set(projection), "tail": tail}
@@ -181,7 +187,7 @@ def make(kind, projection, aggregation, tau, tail):
 @pytest.mark.parametrize("layout", ["mixed", "single"])
 @pytest.mark.parametrize("tau", [1.0, 2.0])
 @pytest.mark.parametrize("aggregation", ["mean", "first", "chain"])
-@pytest.mark.parametrize("kind", ["p_kl", "h_kl", "gold", "uld"])
+@pytest.mark.parametrize("kind", ["p_kl", "p_kl_drop", "h_kl", "gold", "uld"])
 def test_loss_matches_naive_reference(kind, aggregation, tau, layout, projection, batch):
     student, teacher, s_chunk, t_chunk, labels, t_labels = batch
     if layout == "single":
@@ -190,13 +196,13 @@ def test_loss_matches_naive_reference(kind, aggregation, tau, layout, projection
         module, kw = make(kind, projection, aggregation, tau, tail)
         got = module(student, teacher, s_chunk, t_chunk, labels, t_labels)
         (got_grad,) = torch.autograd.grad(got, student)
-        want = reference(kind, student, teacher, s_chunk, t_chunk, labels, t_labels, aggregation, tau, **kw)
+        want = reference(kind[:4], student, teacher, s_chunk, t_chunk, labels, t_labels, aggregation, tau, **kw)
         (want_grad,) = torch.autograd.grad(want, student)
         assert got.dtype == F64
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(got_grad, want_grad, atol=1e-5, rtol=1e-5)
         assert got_grad.abs().sum() > 0
-        if kind == "p_kl":
+        if kind.startswith("p_kl"):
             break
 
 
@@ -305,6 +311,144 @@ def test_p_kl_stays_finite_on_unreachable_teacher_ids(batch):
     assert torch.isfinite(value) and torch.isfinite(grad).all()
 
 
+# ---- real model shapes: padded output layers, dtypes, unreachable teacher mass (issue 12) --------
+
+
+def padded(logits: torch.Tensor, extra: int, seed: int) -> torch.Tensor:
+    """logits with `extra` padding columns of large finite logits (40 ± 1: they would dominate a softmax)."""
+    g = torch.Generator().manual_seed(seed)
+    pad = 40.0 + torch.randn(*logits.shape[:-1], extra, generator=g, dtype=logits.dtype)
+    return torch.cat([logits.detach(), pad], -1).requires_grad_()
+
+
+@pytest.mark.parametrize("kind", ["p_kl", "p_kl_drop", "h_kl", "gold", "uld", "kd"])
+def test_padded_output_layers_change_nothing(kind, projection, batch):
+    """Real checkpoints pad lm_head (Qwen3: 151,936 rows for 151,669 tokens); only the tokenizer's
+    columns count, on both sides: same value, same gradient on them, zero gradient on the padding."""
+    student, teacher, s_chunk, t_chunk, labels, t_labels = batch
+    if kind == "kd":
+        module, teacher, t_chunk, t_labels = KDLoss(size=V_S), 2 * torch.randn_like(student.detach()), s_chunk, labels
+    elif kind == "uld":
+        module = ULDLoss(tail=TAIL, student_size=V_S, teacher_size=V_T)
+    else:
+        module, _ = make(kind, projection, "mean", 1.0, TAIL)
+    wide_s, wide_t = padded(student, 5, seed=1), padded(teacher, 3, seed=2).detach()
+    want = module(student, teacher, s_chunk, t_chunk, labels, t_labels)
+    got = module(wide_s, wide_t, s_chunk, t_chunk, labels, t_labels)
+    (want_grad,) = torch.autograd.grad(want, student)
+    (got_grad,) = torch.autograd.grad(got, wide_s)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(got_grad[..., :V_S], want_grad)
+    assert torch.count_nonzero(got_grad[..., V_S:]) == 0
+    with pytest.raises(ValueError, match="fewer than"):
+        module(student[..., :-1], teacher, s_chunk, t_chunk, labels, t_labels)
+
+
+def test_runner_losses_know_the_tokenizer_sizes(projection):
+    """make_loss as the runner calls it: every loss carries the true sizes it cuts the logits to."""
+    w = ProjectionW.from_projection(projection)
+    for module in (
+        PKLLoss(w), HKLLoss(w), GoldLoss(FAKE_STUDENT, FAKE_TEACHER), ULDLoss(student_size=V_S, teacher_size=V_T)
+    ):  # fmt: skip
+        assert (module.student_size, module.teacher_size) == (V_S, V_T)
+    assert KDLoss(size=V_S).size == V_S
+
+
+def unreachable_reference(teacher, t_chunk, dense) -> float:
+    """Mean over valid chunks of the teacher's mean-aggregated mass on the ids no W column reaches."""
+    t = teacher.reshape(-1, V_T)
+    empty = [v for v in range(V_T) if dense[:, v].sum() == 0]
+    chunks = positions_by_chunk(t_chunk)
+    valid = sorted(set(chunks) & set(positions_by_chunk(torch.tensor(STUDENT_CHUNK))))
+    mass = [sum(float(torch.softmax(t[i], -1)[empty].sum()) for i in chunks[c]) / len(chunks[c]) for c in valid]
+    return sum(mass) / len(mass)
+
+
+@pytest.mark.parametrize("student_mass", ["renormalise", "drop"])
+def test_p_kl_value_does_not_depend_on_dtype(student_mass, batch):
+    """With teacher mass on ids W cannot reach, float32, float64 and bf16 give the same P-KL (that mass
+    is left out and reported, not priced at a dtype's smallest normal number: 87.3 vs 708.4 per unit)."""
+    student, teacher, s_chunk, t_chunk, labels, t_labels = batch
+    projection = as_projection(*random_w(reachable=False))
+    dense = projection.matrix.toarray()
+    assert (dense.sum(0) == 0).sum() >= 3
+    w = ProjectionW.from_projection(projection)
+    values, grads = {}, {}
+    for dtype in (torch.float64, torch.float32, torch.bfloat16):
+        module = PKLLoss(w.double() if dtype == torch.float64 else w, topk=V_T, student=student_mass)
+        z = student.detach().to(dtype).requires_grad_()
+        value = module(z, teacher.to(dtype), s_chunk, t_chunk, labels)
+        (grad,) = torch.autograd.grad(value, z)
+        values[dtype], grads[dtype] = float(value.detach()), grad.double()
+        assert 0.02 < float(module.stats["unreachable"]) < 1
+    assert values[torch.float32] == pytest.approx(values[torch.float64], rel=1e-5)
+    assert values[torch.bfloat16] == pytest.approx(values[torch.float64], rel=1e-2)
+    torch.testing.assert_close(grads[torch.float32], grads[torch.float64], atol=1e-6, rtol=1e-4)
+    want = reference("p_kl", student, teacher, s_chunk, t_chunk, labels, t_labels, w=projection.matrix,
+                     topk=V_T, student_mass=student_mass)  # fmt: skip
+    assert values[torch.float64] == pytest.approx(float(want.detach()), rel=1e-9)
+    assert float(module.stats["unreachable"]) == pytest.approx(unreachable_reference(teacher, t_chunk, dense), rel=1e-2)
+    full = PKLLoss(ProjectionW.from_projection(as_projection(*random_w())).double(), topk=V_T)
+    full(student, teacher, s_chunk, t_chunk, labels)
+    assert float(full.stats["unreachable"]) == 0.0  # every column reachable: nothing to report
+
+
+def test_p_kl_top_k_picks_only_reachable_columns(batch):
+    student, teacher, s_chunk, t_chunk, labels, t_labels = batch
+    projection = as_projection(*random_w(reachable=False))
+    module = PKLLoss(ProjectionW.from_projection(projection).double(), topk=TOPK)
+    teacher = teacher.clone()
+    empty = torch.tensor(projection.matrix.toarray().sum(0) == 0)
+    teacher[..., empty] += 30.0  # the teacher's favourites are ids W cannot reach
+    columns = module.columns(teacher.reshape(-1, V_T), torch.ones(teacher.shape[:2]).reshape(-1).bool())
+    assert len(columns) == TOPK and not bool(empty[columns].any())
+    value = module(student, teacher, s_chunk, t_chunk, labels)
+    want = reference("p_kl", student, teacher, s_chunk, t_chunk, labels, t_labels, w=projection.matrix, topk=TOPK)
+    torch.testing.assert_close(value, want)
+    assert float(module.stats["unreachable"]) > 0.9
+
+
+def test_p_kl_treatments_agree_on_every_column(projection, batch):
+    """On all of W's columns the projected student sums to 1: renormalising changes nothing."""
+    student, teacher, s_chunk, t_chunk, labels, _ = batch
+    w = ProjectionW.from_projection(projection).double()
+    full = [
+        PKLLoss(w, topk=V_T, student=m)(student, teacher, s_chunk, t_chunk, labels) for m in ("renormalise", "drop")
+    ]
+    torch.testing.assert_close(*full)
+    cut = [
+        PKLLoss(w, topk=TOPK, student=m)(student, teacher, s_chunk, t_chunk, labels) for m in ("renormalise", "drop")
+    ]
+    assert float(cut[0].detach()) < float(cut[1].detach())  # within fewer columns the projected mass is below 1
+    with pytest.raises(ValueError, match="renormalise, drop"):
+        PKLLoss(w, student="scale")
+
+
+def test_negative_h_kl_keeps_its_gradient_direction_under_the_dynamic_scale():
+    """H-KL < 0 (student mass on the common set above the teacher's, tail cut to one value): the old
+    sg(ce / kd) was negative and turned the KD step into ascent; |ce| / |kd| keeps it descent."""
+    rows = [[(0, 1.0)], [(1, 0.5), (2, 0.5)], [(2, 0.5), (3, 0.5)], [(3, 0.5), (1, 0.5)]]
+    indptr = np.cumsum([0] + [len(r) for r in rows])
+    indices, data = [t for r in rows for t, _ in r], [x for r in rows for _, x in r]
+    w = ProjectionW(indptr, indices, data, (4, 4)).double()
+    module = HKLLoss(w, tail=1)
+    assert module.common_student.tolist() == [0] and module.common_teacher.tolist() == [0]
+    z = torch.log(torch.tensor([[[0.9, 0.1 / 3, 0.1 / 3, 0.1 / 3]]], dtype=F64)).requires_grad_()
+    teacher = torch.zeros(1, 1, 4, dtype=F64)  # uniform: 0.25 on the common id
+    ids, labels = torch.zeros(1, 1, dtype=torch.long), torch.tensor([[3]])  # an uncommon id is the truth
+    kd = module(z, teacher, ids, ids, labels)
+    want = 0.25 * np.log(0.25 / 0.9) + abs(0.1 / 3 - 0.25)
+    assert float(kd.detach()) == pytest.approx(want) and float(kd.detach()) < 0
+    ce = cross_entropy(z, labels)
+    (d_kd,) = torch.autograd.grad(kd, z, retain_graph=True)
+    cosine = torch.nn.functional.cosine_similarity
+    (d_total,) = torch.autograd.grad(combine(ce, kd), z, retain_graph=True)
+    assert float(kd_scale(ce, kd)) > 0
+    assert float(cosine(d_total.reshape(1, -1), d_kd.reshape(1, -1))) > 0
+    (d_signed,) = torch.autograd.grad((ce / kd).detach() * kd + ce, z)  # the signed ratio, before issue 12
+    assert float(cosine(d_signed.reshape(1, -1), d_kd.reshape(1, -1))) < 0
+
+
 # ---- cross-entropy, Eq. 7, factory ----------------------------------------------------------------
 
 
@@ -329,6 +473,18 @@ def test_combine_dynamic_and_fixed():
     assert float(combine(ce, torch.tensor(0.0), "dynamic").detach()) == pytest.approx(2.0)
     with pytest.raises(ValueError, match="dynamic"):
         combine(ce, kd, "other")
+
+
+def test_dynamic_scale_is_a_bounded_magnitude():
+    ce = torch.tensor(2.0)
+    assert float(kd_scale(ce, torch.tensor(-0.5))) == pytest.approx(4.0)  # |ce| / |kd|, never negative
+    assert float(kd_scale(ce, torch.tensor(1e-6))) == pytest.approx(100.0)  # default bounds [0.01, 100]
+    assert float(kd_scale(ce, torch.tensor(1e6))) == pytest.approx(0.01)
+    assert float(kd_scale(ce, torch.tensor(1e-6), bounds=(0.5, 8.0))) == pytest.approx(8.0)
+    assert float(kd_scale(ce, torch.tensor(0.0))) == 0.0
+    assert float(kd_scale(ce, torch.tensor(3.0), "fixed", kd_weight=0.3)) == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="bounds"):
+        kd_scale(ce, torch.tensor(1.0), bounds=(2.0, 1.0))
 
 
 def test_make_loss_names(projection):

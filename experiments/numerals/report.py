@@ -78,6 +78,35 @@ def reading(summary: dict) -> list[str]:
     return out
 
 
+def before_after(before: dict, after: dict) -> list[str]:
+    """Markdown rows: each method of both runs, the run before the loss fixes of issue 12 next to this one,
+    and the KD signs this run logged (steps with kd < 0, the smallest kd, the mean KD scale)."""
+    old, new = summarise(before), summarise(after)
+    keys = [("nats_per_char", 3), ("mass@numeral", 3), ("multi_p_true", 3), ("other_acc", 3)]
+    lines = [
+        "| method | seeds | " + " | ".join(f"{k} before → after" for k, _ in keys)
+        + " | steps with kd < 0 | min kd | mean KD scale | mean unreachable mass |",
+        "|" + " --- |" * (len(keys) + 6),
+    ]  # fmt: skip
+    for method, stats in new.items():
+        if method not in old:
+            continue
+        cells = [f"{cell(old[method][k], d)} → {cell(stats[k], d)}" for k, d in keys]
+        rows = [r for r in after["runs"].values() if r["method"] == method]
+        signs = ["", "", "", ""]
+        if "kd_negative_steps" in rows[0]:
+            unreachable = [r["unreachable_mean"] for r in rows if r["unreachable_mean"] is not None]
+            steps = len(rows) * after["settings"]["scale"]["student_steps"]
+            signs = [
+                f"{sum(r['kd_negative_steps'] for r in rows)} of {steps}",
+                f"{min(r['kd_min'] for r in rows):.4f}",
+                f"{statistics.fmean(r['kd_scale_mean'] for r in rows):.2f}",
+                f"{statistics.fmean(unreachable):.4f}" if unreachable else "",
+            ]
+        lines.append(f"| {method} | {stats['ce_token'][2]} | " + " | ".join(cells + signs) + " |")
+    return lines
+
+
 def charts(results: dict, summary: dict, folder: Path) -> str:
     import os
     import shutil
@@ -131,7 +160,7 @@ def vocab_line(results: dict) -> str:
     )
 
 
-def write_report(results: dict, folder: Path) -> None:
+def write_report(results: dict, folder: Path, before: dict | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(results, indent=1))
     summary = summarise(results)
@@ -192,6 +221,25 @@ def write_report(results: dict, folder: Path) -> None:
         "",
         f"Charts: [charts.html](charts.html). {png}",
     ]
+    if before is not None:
+        md += [
+            "",
+            "## Before and after the loss fixes (issue 12)",
+            "",
+            f"Before: `{before['command']}` as published before issue 12 (results-before-issue12.json): P-KL",
+            "priced teacher mass W cannot reach at log(float32 tiny), kept the projected student unnormalised",
+            "within the top-k columns, and the dynamic scale was the signed ce / kd. After: that mass left out",
+            "(and logged), the student renormalised within the columns, the scale |ce| / |kd| in [0.01, 100].",
+            "Teachers (nats/char) before → after: "
+            + ", ".join(
+                f"{n} {before['teachers'][n]['nats_per_char']:.3f} → {r['nats_per_char']:.3f}"
+                for n, r in t.items()
+                if n in before["teachers"]
+            )
+            + " (CE-only training: a teacher that moved was changed by other commits, not by the losses).",
+            "",
+            *before_after(before, results),
+        ]
     if results["mode"] == "quick":
         md += [
             "",

@@ -4,7 +4,7 @@ with the project's own DistillRunner, tiny models and the real tokenizers, outpu
 the study's tokens (`xtoken-align restrict`; every numeral kept). See README.md beside this file.
 
     python experiments/numerals/run.py [--quick | --scale full|large] [--device cpu|cuda] [--full-vocab]
-                                       [--seeds N] [--out DIR]
+                                       [--seeds N] [--out DIR] [--headline]
 
 Teachers are pre-trained with the runner too: CE only (loss.combine=fixed, kd_weight=0, ce_weight=1)
 with a throw-away 1-layer same-tokenizer "kd" teacher whose term has weight 0 (the runner needs one)."""
@@ -205,6 +205,19 @@ def evaluate(model_dir: Path, vocab, data: dict, s: dict, device) -> dict:
     }
 
 
+def training_signs(run_dir: Path) -> dict:
+    """From metrics.jsonl: steps whose KD value was negative (H-KL and GOLD can be), the smallest KD
+    value, the mean dynamic KD scale |ce| / |kd| and (P-KL) the mean teacher mass W cannot reach."""
+    steps = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    unreachable = [v for r in steps for k, v in r.items() if k.startswith("unreachable/")]
+    return {
+        "kd_negative_steps": sum(r["kd"] < 0 for r in steps),
+        "kd_min": min(r["kd"] for r in steps),
+        "kd_scale_mean": sum(r["kd_scale"] for r in steps) / len(steps),
+        "unreachable_mean": sum(unreachable) / len(unreachable) if unreachable else None,
+    }
+
+
 # ---- main --------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -214,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--out", type=Path, default=HERE / "output")
     p.add_argument("--full-vocab", action="store_true", help="full 128k-200k output layers (for a GPU)")
+    p.add_argument("--headline", action="store_true", help="headline rows and h_kl-qwen3 only, every seed")
     args = p.parse_args(argv)
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the runner picks cuda whenever it sees one
@@ -284,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"warm start seed {seed}: ce {row['ce_token']:.3f} multi-acc {row['multi_acc']:.3f} ({wall:.0f}s)")
         warm = (latest(warm_dir), student)  # weights, and the folder with the tokenizer
         names = QUICK_METHODS if mode == "quick" else (list(table) if seed == 0 else HEADLINE)
+        if args.headline and mode != "quick":  # H-KL with Qwen3 too: the case where a negative H-KL could matter
+            names = [*HEADLINE, "h_kl-qwen3"]
         for name in names:
             specs = [
                 {"name": f"{t['teacher']}-{i}", "model": str(teachers[t["teacher"]][0]),
@@ -300,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                 "wall_s": wall,
                 **evaluate(latest(run_dir), vocabs["llama3"], data, s, device),
             }
+            row |= training_signs(run_dir)
             evals = [json.loads(x) for x in (run_dir / "eval.jsonl").read_text().splitlines()]
             evals.insert(0, {"step": 0, "next_token": start})
             row["curve"] = [[e["step"], e["next_token"].get("multi_digit_mass@numeral")] for e in evals]
@@ -312,9 +329,11 @@ def main(argv: list[str] | None = None) -> int:
                            "full_vocab": args.full_vocab}  # fmt: skip
     from report import write_report  # the study's own helper, next to this file
 
-    write_report(results, out)
+    before = HERE / "results-before-issue12.json"  # the published run before the loss fixes (issue 12)
+    before = json.loads(before.read_text()) if before.is_file() and mode == "full" else None
+    write_report(results, out, before)
     if out == (HERE / "output").resolve():  # the default run also publishes its results beside this script
-        write_report(results, HERE)
+        write_report(results, HERE, before)
     log("done")
     return 0
 

@@ -32,10 +32,14 @@ def compute_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
+LOG_FLOOR = float(torch.finfo(torch.float32).tiny)  # 1.18e-38, the same floor in float32, float64, bf16
+
+
 def safe_log(p: Tensor) -> Tensor:
-    """log(max(p, tiny)), tiny = smallest normal number of p's dtype (1.2e-38 in float32): finite, and
-    exact for every probability a softmax can hold as a normal number; no gradient below it."""
-    return torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))
+    """log(max(p, LOG_FLOOR)): finite, exact for every probability float32 holds as a normal number,
+    no gradient below it. One floor for every dtype (float64 does not get its own, 2.2e-308), so a
+    clamped probability costs the same in float32 and float64: `safe_log(tensor([0.0]))` -> −87.34."""
+    return torch.log(p.clamp_min(LOG_FLOOR))
 
 
 def softmax(logits: Tensor, tau: float, dtype: torch.dtype) -> Tensor:

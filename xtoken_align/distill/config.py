@@ -62,13 +62,30 @@ class TrainingSpec(_Strict):
 class LossSpec(_Strict):
     aggregation: Literal["mean", "first", "chain"] = "mean"
     topk: Annotated[int, Field(ge=1)] = 8192
+    # P-KL: the projected student's mass outside the top-k columns: renormalise within them (as the
+    # reference code does; as close or closer to full-vocabulary P-KL in 3 of 4 logit regimes of
+    # bench/pkl_topk.py, README "Distillation") or drop it
+    topk_student: Literal["renormalise", "drop"] = "renormalise"
     tail: Annotated[int, Field(ge=1)] = 8192
     tau: Annotated[float, Field(gt=0)] = 1.0
     hkl_threshold: Annotated[float, Field(gt=0, le=1)] = 0.6
     combine: Literal["dynamic", "fixed"] = "dynamic"
+    # dynamic: KD scale |ce| / |kd| clamped to [min, max] (a magnitude: a negative kd keeps its direction)
+    dynamic_scale_min: Annotated[float, Field(gt=0)] = 0.01
+    dynamic_scale_max: Annotated[float, Field(gt=0)] = 100.0
     kd_weight: Annotated[float, Field(ge=0)] = 1.0
     ce_weight: Annotated[float, Field(ge=0)] = 0.1
     teacher_weighting: Literal["static", "ce", "entropy", "max_prob", "select"] = "static"
+
+    @model_validator(mode="after")
+    def _bounds(self) -> LossSpec:
+        if self.dynamic_scale_min > self.dynamic_scale_max:
+            raise ValueError(f"dynamic_scale_min {self.dynamic_scale_min} exceeds dynamic_scale_max "
+                             f"{self.dynamic_scale_max}")  # fmt: skip
+        return self
+
+    def scale_bounds(self) -> tuple[float, float]:
+        return (self.dynamic_scale_min, self.dynamic_scale_max)
 
 
 class OutputSpec(_Strict):

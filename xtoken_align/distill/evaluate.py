@@ -41,7 +41,9 @@ def next_token_report(model, vocab: Vocab, texts: list[str], device, max_length:
         if len(ids) < 2:
             continue
         inputs = torch.tensor([ids], device=device)
-        probs = torch.softmax(model(input_ids=inputs).logits[0, :-1].float(), dim=-1)
+        probs = torch.softmax(model(input_ids=inputs).logits[0, :-1].float(), dim=-1)  # the model as it is,
+        if probs.shape[-1] > len(multi):  # padded output rows included (they are no numerals)
+            multi = torch.cat([multi, multi.new_zeros(probs.shape[-1] - len(multi))])
         target = inputs[0, 1:]
         correct = (probs.argmax(-1) == target).cpu().numpy()
         p_true = probs.gather(-1, target[:, None])[:, 0].cpu().numpy()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from xtoken_align.distill.aggregate import chunk_sum
+from xtoken_align.distill.aggregate import LOG_FLOOR, chunk_sum
 
 
 def row_dot(x: Tensor, y: Tensor) -> Tensor:
@@ -53,7 +53,7 @@ class _HybridStudent(torch.autograd.Function):
         loss = -a.sum(-1) * log_scale
         ratio = sign = columns = tail = None
         if len(common):
-            tiny = torch.finfo(s.dtype).tiny
+            tiny = LOG_FLOOR  # the same floor in every dtype (aggregate.safe_log)
             s_c = s.index_select(1, common).clamp_min_(tiny)  # (K, C)
             ratio = a / s_c  # kept for the backward
             log_ratio = torch.clamp(ratio, min=tiny, out=s_c).log_()  # log a − log s, in s_c's memory

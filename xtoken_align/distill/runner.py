@@ -192,13 +192,13 @@ class DistillRunner:
         return {"last": last, "eval": summary}
 
     def _train_step(self, step: int) -> dict:
-        from xtoken_align.distill.losses import combine, cross_entropy
+        from xtoken_align.distill.losses import combine, cross_entropy, kd_scale
 
         cfg = self.config
         batches = self._batches_for_step(step)
         self.optimizer.zero_grad(set_to_none=True)
-        sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "tokens": 0}
-        per_teacher: dict[str, float] = {}
+        sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "kd_scale": 0.0, "tokens": 0}
+        per_teacher: dict[str, float] = {}  # "kd/<name>", and "unreachable/<name>" for P-KL teachers
         accum = len(batches)
         for number, batch in enumerate(batches):
             batch = {k: _to(v, self.dist.device) for k, v in batch.items()}
@@ -225,17 +225,23 @@ class DistillRunner:
                             teacher_labels=_next_tokens(t_ids, t_mask),
                         )
                     )
-                    stats.append(_teacher_stats(t_logits, t_ids, t_mask))
+                    stats.append(_teacher_stats(t_logits[..., : plan.vocab.size], t_ids, t_mask))
                 alphas = teacher_weights([p.spec.weight for p in self.teachers], stats, cfg.loss.teacher_weighting)
                 kd = sum(a * k for a, k in zip(alphas, kds, strict=True))
-                loss = combine(ce, kd, cfg.loss.combine, cfg.loss.kd_weight, cfg.loss.ce_weight)
+                options = (cfg.loss.combine, cfg.loss.kd_weight)
+                loss = combine(ce, kd, *options, cfg.loss.ce_weight, cfg.loss.scale_bounds())
                 (loss / accum).backward()
             sums["loss"] += float(loss.detach()) / accum
             sums["ce"] += float(ce.detach()) / accum
             sums["kd"] += float(kd.detach()) / accum
+            sums["kd_scale"] += float(kd_scale(ce, kd, *options, cfg.loss.scale_bounds())) / accum
             sums["tokens"] += int(batch["attention_mask"].sum())
             for plan, value in zip(self.teachers, kds, strict=True):
-                per_teacher[plan.name] = per_teacher.get(plan.name, 0.0) + float(value.detach()) / accum
+                found = {f"kd/{plan.name}": value.detach()}
+                if "unreachable" in plan.loss.stats:  # teacher mass W cannot reach (P-KL)
+                    found[f"unreachable/{plan.name}"] = plan.loss.stats["unreachable"]
+                for key, x in found.items():
+                    per_teacher[key] = per_teacher.get(key, 0.0) + float(x) / accum
         self._sync_loss_gradients()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.wrapped.parameters(), cfg.training.clip)
         self.optimizer.step()
@@ -243,7 +249,7 @@ class DistillRunner:
         record = {
             "step": step + 1,
             **{k: round(self.dist.mean(v), 6) for k, v in sums.items() if k != "tokens"},
-            **{f"kd/{k}": round(self.dist.mean(v), 6) for k, v in per_teacher.items()},
+            **{k: round(self.dist.mean(v), 6) for k, v in per_teacher.items()},
             "grad_norm": round(float(grad_norm), 4),
             "lr": self.scheduler.get_last_lr()[0],
             "tokens": sums["tokens"] * self.dist.world,

@@ -53,6 +53,9 @@ class ProjectionW(nn.Module):
         t_crow = torch.zeros(v_t + 1, dtype=torch.long)
         t_crow[1:] = torch.bincount(col, minlength=v_t).cumsum(0)
         self.register_buffer("t_crow", t_crow, persistent=False)
+        # (V_T,) teacher ids some student token projects to; a learnable W's entries all stay > 0
+        reaching = col if learnable else col[value > 0]
+        self.register_buffer("reachable", torch.bincount(reaching, minlength=v_t) > 0, persistent=False)
         if learnable:  # θ = log w, so that softmax(θ) over a row gives back w at the start
             self.theta = nn.Parameter(torch.log(value.clamp_min(torch.finfo(torch.float32).tiny)))
         else:

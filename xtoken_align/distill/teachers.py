@@ -60,17 +60,18 @@ def _loss_arguments(spec: TeacherSpec, options: LossSpec, projection, student: V
     """Constructor arguments of each loss module, from the run's loss options."""
     from xtoken_align.distill.sparse_w import ProjectionW
 
-    if spec.loss == "kd":
-        return {"tau": options.tau}
+    if spec.loss == "kd":  # sizes are the tokenizers': padded output columns are left out
+        return {"tau": options.tau, "size": student.size}
     shared = {"aggregation": options.aggregation, "tau": options.tau}
     if spec.loss == "p_kl":
-        return {"w": ProjectionW.from_projection(projection, learnable=spec.learn_w), "topk": options.topk, **shared}
+        w = ProjectionW.from_projection(projection, learnable=spec.learn_w)
+        return {"w": w, "topk": options.topk, "student": options.topk_student, **shared}
     if spec.loss == "h_kl":
         w = ProjectionW.from_projection(projection)
         return {"w": w, "threshold": options.hkl_threshold, "tail": options.tail, **shared}
     if spec.loss == "gold":
         return {"student_vocab": student, "teacher_vocab": teacher, "tail": options.tail, **shared}
-    return {"tail": options.tail, **shared}  # uld
+    return {"tail": options.tail, "student_size": student.size, "teacher_size": teacher.size, **shared}  # uld
 
 
 def teacher_weights(static: list[float], stats: list[dict[str, torch.Tensor]], mode: str) -> list[torch.Tensor]:
