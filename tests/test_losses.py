@@ -562,3 +562,17 @@ def test_string_common_set_is_one_to_one():
     teacher = SimpleNamespace(pieces=["", "b", "a", "Ġthe", "b", "1"])
     s, t = ProjectionW.string_common_set(student, teacher)
     assert list(zip(s.tolist(), t.tolist(), strict=True)) == [(0, 2), (1, 1), (4, 3)]
+
+
+def test_training_common_set_is_the_one_diagnose_reports() -> None:
+    """A byte-fallback student: the teacher's `3` goes to the real `3`, not `<0x33>`, in training too."""
+    from conftest import vocab
+
+    from xtoken_align.projection import build_projection
+
+    student, teacher = vocab("llama2"), vocab("qwen3")
+    projection = build_projection(student, teacher, progress=False)
+    rows, cols = ProjectionW.from_projection(projection).common_set()
+    assert dict(zip(rows.tolist(), cols.tolist(), strict=True)) == common_set(projection)
+    three = student.id_of_bytes(b"3")
+    assert three in rows.tolist() and student.pieces.index("<0x33>") not in rows.tolist()

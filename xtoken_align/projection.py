@@ -65,6 +65,10 @@ class Projection:
         ]
         return sorted(entries, key=lambda e: (-e[1], e[0]))
 
+    def identity(self) -> np.ndarray:
+        """(nnz,) bool: entries where the student token *is* the teacher token (`exact`, `special`)."""
+        return np.isin(self.rules, [RULE_CODES.index("exact"), RULE_CODES.index("special")])
+
     def row_sums(self) -> np.ndarray:
         """Row sums accumulated in float64 (float32 accumulation alone drifts past 1e-6)."""
         rows = np.repeat(np.arange(self.shape[0]), np.diff(self.matrix.indptr))

@@ -67,15 +67,19 @@ def read_corpus(path: str | Path, limit: int | None = None) -> list[str]:
 
 
 def common_set(projection: Projection, threshold: float = HKL_THRESHOLD) -> dict[int, int]:
-    """H-KL common set, student id -> teacher id (method.md §4).
+    """H-KL common set of a W, student id -> teacher id (method.md §4; see `common_pairs`)."""
+    return common_pairs(projection.matrix, projection.identity(), threshold)
+
+
+def common_pairs(matrix, identity: np.ndarray, threshold: float = HKL_THRESHOLD) -> dict[int, int]:
+    """H-KL common set of a CSR matrix, student id -> teacher id; `identity` (nnz,) flags the entries
+    where the student token *is* the teacher token (`exact` or `special` rule).
 
     Each student row offers its top teacher token when that weight reaches `threshold`. Where rows
-    collide on a teacher token, the row that *is* it wins (an `exact` or `special` entry: the
-    student's real `3`, not its `<0x33>` byte piece or a rule-made numeral row), then the higher
-    weight, then the lower student id.
+    collide on a teacher token, the row that is it wins (the student's real `3`, not its `<0x33>`
+    byte piece or a rule-made numeral row), then the higher weight, then the lower student id.
     """
-    m = projection.matrix
-    identity = np.isin(projection.rules, [RULE_CODES.index("exact"), RULE_CODES.index("special")])
+    m = matrix
     best: dict[int, tuple[bool, float, int]] = {}  # teacher id -> (is it, weight, student id)
     for row in range(m.shape[0]):
         start, end = m.indptr[row], m.indptr[row + 1]

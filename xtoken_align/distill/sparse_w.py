@@ -24,8 +24,8 @@ import torch
 from numpy.typing import ArrayLike
 from torch import Tensor, nn
 
-from xtoken_align.projection import Projection, TokenizerInfo, build_time
-from xtoken_align.score import HKL_THRESHOLD, common_set
+from xtoken_align.projection import Projection, build_time
+from xtoken_align.score import HKL_THRESHOLD, common_pairs
 from xtoken_align.vocab import Vocab
 
 
@@ -33,9 +33,18 @@ class ProjectionW(nn.Module):
     """W [V_S, V_T] from CSR arrays (`indptr` (V_S+1,), `indices` (nnz,) teacher ids, `data` (nnz,))."""
 
     def __init__(
-        self, indptr: ArrayLike, indices: ArrayLike, data: ArrayLike, shape: tuple[int, int], *, learnable: bool = False
+        self,
+        indptr: ArrayLike,
+        indices: ArrayLike,
+        data: ArrayLike,
+        shape: tuple[int, int],
+        *,
+        learnable: bool = False,
+        identity: ArrayLike | None = None,
     ) -> None:
         super().__init__()
+        # (nnz,) entries where the student token *is* the teacher token: they win H-KL collisions.
+        self.identity = np.zeros(len(np.asarray(data)), bool) if identity is None else np.asarray(identity, bool)
         v_s, v_t = (int(x) for x in shape)
         self.shape = (v_s, v_t)
         self.learnable = learnable
@@ -64,7 +73,7 @@ class ProjectionW(nn.Module):
     @classmethod
     def from_projection(cls, projection: Projection, *, learnable: bool = False) -> ProjectionW:
         m = projection.matrix
-        return cls(m.indptr, m.indices, m.data, projection.shape, learnable=learnable)
+        return cls(m.indptr, m.indices, m.data, projection.shape, learnable=learnable, identity=projection.identity())
 
     def values(self) -> Tensor:
         """(nnz,) current weights in CSR order; for a learnable W, softmax(θ) within each row."""
@@ -126,10 +135,7 @@ class ProjectionW(nn.Module):
         """H-KL common set of the current W (method.md §4): (student ids, teacher ids), by student id."""
         data = self.values().detach().float().cpu().numpy()
         matrix = sp.csr_array((data, self.col.cpu().numpy(), self.crow.cpu().numpy()), shape=self.shape)
-        sides = [TokenizerInfo(side, "", n, "") for side, n in (("student", self.shape[0]), ("teacher", self.shape[1]))]
-        empty = np.zeros(len(data), np.float32)
-        pairs = common_set(Projection(matrix, empty.astype(np.uint8), empty, *sides, None), threshold)
-        return _pairs(pairs, self.col.device)
+        return _pairs(common_pairs(matrix, self.identity, threshold), self.col.device)
 
     @classmethod
     def string_common_set(cls, student: Vocab, teacher: Vocab) -> tuple[Tensor, Tensor]:
