@@ -113,6 +113,8 @@ def test_gemma3_whitespace_runs_and_placeholders() -> None:
         ("llama3", "<|start_header_id|>", ["turn_start"], "known family Llama-3"),
         ("qwen3", "<|im_end|>", ["eos", "turn_end"], "chat template"),
         ("tekken", "[INST]", ["turn_start:user"], "known family Mistral"),
+        ("llama4-tiktoken", "<|header_start|>", ["turn_start"], "known family Llama-4"),
+        ("llama4-tiktoken", "<|eot|>", ["turn_end"], "known family Llama-4"),
     ],
 )
 def test_roles_carry_their_evidence(name: str, marker: str, roles: list[str], evidence: str) -> None:

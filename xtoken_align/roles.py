@@ -12,7 +12,7 @@ roles, each with where it came from. Evidence is read in this order:
    role-specific opener (`turn_start:user`, `turn_start:assistant`, `turn_start:system`); one right
    after a content closes the turn (`turn_end`); the leading token is `bos` when it is the config's
    bos. Each marker takes the position most of its occurrences show.
-3. `KNOWN_FAMILIES`, a small declared table (Llama-3, ChatML/Qwen, Gemma, Mistral, Phi-3/4, DeepSeek,
+3. `KNOWN_FAMILIES`, a small declared table (Llama-3, Llama-4, ChatML/Qwen, Gemma, Mistral, Phi-3/4, DeepSeek,
    harmony, GPT tiktoken, Llama-2): for markers the template does not place, or when there is no
    template. When template and table disagree the template wins, since it is how the model was
    trained; the table's claim stays in the evidence ("...; known family Mistral says end_of_text").
@@ -59,6 +59,14 @@ KNOWN_FAMILIES: dict[str, dict[str, str]] = {
         "<|eom_id|>": "message_end",
         "<|python_tag|>": "tool_call",
         "<|finetune_right_pad_id|>": "pad",
+    },
+    "Llama-4": {
+        "<|header_start|>": "turn_start",
+        "<|header_end|>": "header_end",
+        "<|eot|>": "turn_end",
+        "<|eom|>": "message_end",
+        "<|python_start|>": "tool_call",
+        "<|finetune_right_pad|>": "pad",
     },
     "ChatML/Qwen": {
         "<|im_start|>": "turn_start",
