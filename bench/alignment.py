@@ -20,9 +20,9 @@ import time
 
 import numpy as np
 
+from xtoken_align.corpus import default_corpus, read_corpus
 from xtoken_align.distill.align import align_batch, align_sample
 from xtoken_align.distill.data import bos_id
-from xtoken_align.score import default_corpus, read_corpus
 from xtoken_align.vocab import Vocab, load_vocab
 
 GOAL, REFERENCE_DP = 1_000_000, 16_000

@@ -106,7 +106,7 @@ def stop(process: subprocess.Popen) -> None:
 def gsm8k_problem() -> str:
     path = SHARED / "data" / "gsm8k" / "test.jsonl"
     if not path.is_file():
-        from xtoken_align.score import default_corpus
+        from xtoken_align.corpus import default_corpus
 
         path = default_corpus()
     row = json.loads(path.read_text(encoding="utf-8").splitlines()[0])

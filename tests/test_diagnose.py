@@ -3,7 +3,7 @@ independent count, the reports (text, CSV, HTML), and clean failures on bad inpu
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import csv
 import io
 import json
@@ -17,16 +17,16 @@ from conftest import FAMILIES, gsm8k, vocab
 
 from xtoken_align.diagnose import (
     DEFAULT_CRITICAL,
+    DiagnoseReport,
     diagnose,
     diagnose_figures,
     diagnose_html,
     diagnose_text,
     unmatched_critical_csv,
 )
-from xtoken_align.diagnose_corpus import one_to_one
+from xtoken_align.diagnose.corpus import one_to_one
 from xtoken_align.errors import XTokenError
 from xtoken_align.projection import build_projection
-from xtoken_align.score import common_set
 from xtoken_align.spans import encode_spans
 
 
@@ -36,13 +36,19 @@ def built(student: str, teacher: str):
 
 
 @cache
-def report(*teachers: str, corpus: bool = False) -> dict:
+def report(*teachers: str, corpus: bool = False) -> DiagnoseReport:
     pairs = [(vocab(t), built("llama3", t)) for t in teachers]
     return diagnose(vocab("llama3"), pairs, gsm8k("test") if corpus else None, corpus_name="GSM8K test")
 
 
-def by_name(result: dict) -> dict[str, dict]:
-    return {t["teacher"]["name"]: t for t in result["teachers"]}
+def document(*args, **kwargs) -> dict:
+    """The JSON document `diagnose --json` prints for these arguments."""
+    return json.loads(diagnose(*args, **kwargs).model_dump_json())
+
+
+def by_name(result: DiagnoseReport) -> dict[str, dict]:
+    """Each teacher's section of the JSON document, by teacher name."""
+    return {t["teacher"]["name"]: t for t in json.loads(result.model_dump_json())["teachers"]}
 
 
 def test_numerals_under_qwen3_and_o200k() -> None:
@@ -84,7 +90,7 @@ def test_suppressed_sample_lists_the_numerals() -> None:
 
 
 def test_same_tokenizer_is_plain_kd_with_full_coverage() -> None:
-    result = diagnose(vocab("llama3"), [(vocab("llama3-tiktoken"), None)], None)
+    result = document(vocab("llama3"), [(vocab("llama3-tiktoken"), None)], None)
     (entry,) = result["teachers"]
     assert entry["recommendation"] == "kd" and "same canonical vocabulary" in entry["reason"]
     for name, c in entry["categories"].items():
@@ -95,7 +101,7 @@ def test_same_tokenizer_is_plain_kd_with_full_coverage() -> None:
 
 def test_critical_categories_are_configurable() -> None:
     pairs = [(vocab("qwen3"), built("llama3", "qwen3")), (vocab("o200k"), built("llama3", "o200k"))]
-    qwen3, o200k = diagnose(vocab("llama3"), pairs, None, critical=["indent"])["teachers"]
+    qwen3, o200k = document(vocab("llama3"), pairs, None, critical=["indent"])["teachers"]
     assert qwen3["recommendation"] == "h_kl"  # all 220 indentation runs match; numerals no longer count
     assert o200k["recommendation"] == "p_kl" and "197/220" in o200k["reason"]
     assert o200k["categories"]["indent"]["severity"] == "warn"
@@ -154,7 +160,7 @@ def test_one_to_one_matches_a_byte_walk(student: str, teacher: str) -> None:
 
 
 def test_ten_thousand_lines_scale_linearly(tmp_path: Path) -> None:
-    from xtoken_align.score import read_corpus
+    from xtoken_align.corpus import read_corpus
 
     texts = gsm8k("test")
     path = tmp_path / "big.jsonl"
@@ -162,9 +168,9 @@ def test_ten_thousand_lines_scale_linearly(tmp_path: Path) -> None:
     big = read_corpus(path)
     assert len(big) == 10_000
     pair = [(vocab("qwen3"), built("llama3", "qwen3"))]
-    whole = diagnose(vocab("llama3"), pair, big)["teachers"][0]["corpus"]
+    whole = document(vocab("llama3"), pair, big)["teachers"][0]["corpus"]
     once = by_name(report("qwen3", corpus=True))["qwen3"]["corpus"]
-    rest = diagnose(vocab("llama3"), pair, texts[: 10_000 % len(texts)])["teachers"][0]["corpus"]
+    rest = document(vocab("llama3"), pair, texts[: 10_000 % len(texts)])["teachers"][0]["corpus"]
     cycles = 10_000 // len(texts)
     for key in ("student_tokens", "teacher_tokens", "suppressed_tokens"):
         assert whole[key] == cycles * once[key] + rest[key]
@@ -200,14 +206,14 @@ def test_figures_put_teachers_side_by_side() -> None:
 def test_html_is_self_contained_and_escaped() -> None:
     from plotly.offline import get_plotlyjs
 
-    crafted = copy.deepcopy(report("qwen3", "o200k", corpus=True))
+    crafted = report("qwen3", "o200k", corpus=True).model_copy(deep=True)
     attack = "<script>alert(1)</script>"
-    entry = crafted["teachers"][0]
-    entry["unmatched_critical"][0]["display"] = attack
-    entry["suppressed_sample"][0]["display"] = attack
-    entry["teacher"]["name"] = attack
-    entry["reason"] = attack
-    crafted["sample_text"] = attack
+    entry = crafted.teachers[0]
+    entry.unmatched_critical[0].display = attack
+    entry.suppressed_sample[0].display = attack
+    entry.teacher = dataclasses.replace(entry.teacher, name=attack)
+    entry.reason = attack
+    crafted.sample_text = attack
     page = diagnose_html(crafted)
     assert get_plotlyjs()[:2000] in page and "Plotly.newPlot(" in page
     assert attack not in page and "&lt;script&gt;" in page
@@ -295,7 +301,7 @@ def test_verdict_quotes_its_own_table_for_every_pair(direction: int) -> None:
     names = distinct_families()
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
     for student, teacher in pairs if direction == 0 else [(b, a) for a, b in pairs]:
-        (entry,) = diagnose(vocab(student), [(vocab(teacher), built(student, teacher))], None)["teachers"]
+        (entry,) = document(vocab(student), [(vocab(teacher), built(student, teacher))], None)["teachers"]
         table = entry["categories"]
         quoted = quoted_counts(entry["reason"])
         assert quoted, entry["reason"]
@@ -312,9 +318,9 @@ def test_verdict_quotes_its_own_table_for_every_pair(direction: int) -> None:
 
 @pytest.mark.parametrize("student", ["llama2", "mistral-v1", "gemma3"])
 def test_byte_fallback_students_keep_their_real_digits_in_the_common_set(student: str) -> None:
-    (entry,) = diagnose(vocab(student), [(vocab("qwen3"), built(student, "qwen3"))], None)["teachers"]
+    (entry,) = document(vocab(student), [(vocab("qwen3"), built(student, "qwen3"))], None)["teachers"]
     assert entry["categories"]["digits:1"]["common"] == 10 and entry["recommendation"] == "h_kl"
-    common = common_set(built(student, "qwen3"))
+    common = built(student, "qwen3").common_set()
     s, t = vocab(student), vocab("qwen3")
     for digit in b"0123456789":
         real = s.id_of_bytes(bytes([digit]))

@@ -10,7 +10,7 @@ from conftest import vocab
 
 from xtoken_align.config import BuildConfig, DigitsRule, ExactRule, FuzzyRule, MultitokenRule, ReverseRule, SpecialRule
 from xtoken_align.errors import XTokenError
-from xtoken_align.projection import build_projection
+from xtoken_align.projection import Projection, TokenizerInfo, assemble_entries, build_projection
 from xtoken_align.rules import RULE_CODES
 
 
@@ -172,3 +172,49 @@ def test_chat_markers_map_by_role_and_placeholders_stay_empty(student: str, teac
         ]
     placeholders = [i for i in range(s.size) if s.categories[i] == "special:unused"]
     assert placeholders and all(not w.row(i) for i in placeholders)
+
+
+def _random_w(seed: int, shape=(300, 40)) -> Projection:
+    """A W with ties, empty rows and one-hot (exact) entries, to test the row views on."""
+    rng = np.random.default_rng(seed)
+    n = 900
+    rows, cols = rng.integers(0, shape[0], n), rng.integers(0, shape[1], n)
+    scores = rng.choice([0.25, 0.5, 1.0, 2.0], n)  # few values: many ties
+    codes = rng.choice([RULE_CODES.index("exact"), RULE_CODES.index("digits")], n).astype(np.uint8)
+    matrix, codes, scores = assemble_entries(rows, cols, scores, codes, shape, 4)
+    info = [TokenizerInfo(name, name, size, "0" * 64) for name, size in (("s", shape[0]), ("t", shape[1]))]
+    return Projection(matrix, codes, scores, *info, None)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_row_views_match_row_by_row(seed: int) -> None:
+    w = _random_w(seed)
+    leading = w.leading()
+    for row in range(w.shape[0]):
+        entries = w.row(row)
+        assert w.entries_per_row()[row] == len(entries) and w.filled()[row] == bool(entries)
+        if entries:
+            first = entries[0]
+            assert (leading.teacher[row], leading.weight[row]) == (first.teacher, np.float32(first.weight))
+            assert RULE_CODES[leading.rule[row]] == first.rule
+        else:
+            assert leading.teacher[row] == -1 and leading.entry[row] == -1
+    assert (w.entry_rows() == np.repeat(np.arange(w.shape[0]), [len(w.row(r)) for r in range(w.shape[0])])).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("threshold", [0.3, 0.6])
+def test_common_set_matches_the_rule_applied_row_by_row(seed: int, threshold: float) -> None:
+    """Each row offers its top entry; on a collision the row that *is* the teacher token wins, then
+    the higher weight, then the lower student id."""
+    w = _random_w(seed)
+    best: dict[int, tuple[bool, float, int]] = {}
+    for row in range(w.shape[0]):
+        entries = w.row(row)
+        if not entries or entries[0].weight < threshold:
+            continue
+        top = entries[0]
+        claim = (top.rule == "exact", np.float32(top.weight), -row)
+        if top.teacher not in best or claim > best[top.teacher]:
+            best[top.teacher] = claim
+    assert w.common_set(threshold) == {-claim[2]: col for col, claim in best.items()}

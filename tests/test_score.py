@@ -1,7 +1,8 @@
-"""Scores of W: coverage, the H-KL common set, corpus agreement, and corpus reading."""
+"""Scores of W: coverage, the H-KL common set, off-piece mass and corpus agreement."""
 
 from __future__ import annotations
 
+import json
 import re
 from functools import cache
 from pathlib import Path
@@ -13,7 +14,8 @@ from conftest import vocab
 from xtoken_align.config import BuildConfig, DigitsRule, ExactRule, MultitokenRule, SpecialRule
 from xtoken_align.errors import XTokenError
 from xtoken_align.projection import Projection, TokenizerInfo, assemble_entries, build_projection
-from xtoken_align.score import common_set, corpus_agreement, coverage, default_corpus, read_corpus, score_projection
+from xtoken_align.corpus import default_corpus, read_corpus
+from xtoken_align.score import ScoreReport, corpus_agreement, coverage, score_projection
 
 
 @cache
@@ -33,78 +35,46 @@ def tiny(entries: list[tuple[int, int, float]], shape=(4, 3)) -> Projection:
 def test_common_set_threshold_and_collisions() -> None:
     w = tiny([(0, 0, 0.7), (0, 1, 0.3), (1, 0, 0.9), (1, 2, 0.1), (2, 1, 0.5), (2, 2, 0.5), (3, 2, 1.0)])
     # Row 2 tops out at 0.5 < 0.6; rows 0 and 1 collide on teacher 0 and the heavier (row 1) wins.
-    assert common_set(w) == {1: 0, 3: 2}
-    assert common_set(w, threshold=0.5) == {1: 0, 2: 1, 3: 2}  # row 2's tie goes to the lower teacher id
+    assert w.common_set() == {1: 0, 3: 2}
+    assert w.common_set(threshold=0.5) == {1: 0, 2: 1, 3: 2}  # row 2's tie goes to the lower teacher id
 
 
 def test_common_set_tie_keeps_lowest_student_id() -> None:
     w = tiny([(0, 1, 1.0), (2, 1, 1.0), (3, 0, 1.0)])
-    assert common_set(w) == {0: 1, 3: 0}
+    assert w.common_set() == {0: 1, 3: 0}
 
 
 def test_coverage_of_llama3_under_qwen3() -> None:
     report = coverage(llama3_qwen3(), vocab("llama3"))
-    assert report["digits:2"] == {"total": 100, "covered": 100, "exact": 0, "common": 0}
-    assert report["digits:3"] == {"total": 1000, "covered": 1000, "exact": 0, "common": 0}
-    assert report["digits:1"]["exact"] == 10
+    assert report["digits:2"].model_dump() == {"total": 100, "covered": 100, "exact": 0, "common": 0}
+    assert report["digits:3"].model_dump() == {"total": 1000, "covered": 1000, "exact": 0, "common": 0}
+    assert report["digits:1"].exact == 10
     assert list(report)[:3] == ["digits:1", "digits:2", "digits:3"]
-    assert sum(c["exact"] for c in report.values()) == 109_566
+    assert sum(c.exact for c in report.values()) == 109_566
 
 
 def test_corpus_agreement_sees_a_worse_w() -> None:
     texts = read_corpus(default_corpus(), limit=300)
     good = corpus_agreement(llama3_qwen3(), vocab("llama3"), vocab("qwen3"), texts)
-    assert good["aligned_share"] > 0.95 and good["agreement@1"] > 0.99
-    assert good["categories"]["digits:3"]["agreement@1"] > 0.99
-    assert 0.85 < good["categories"]["digits:3"]["mass"] < 0.95  # 0.9009 on the leading digit
+    assert good.aligned_share > 0.95 and good.agreement_at_1 > 0.99
+    assert good.categories["digits:3"].agreement_at_1 > 0.99
+    assert 0.85 < good.categories["digits:3"].mass < 0.95  # 0.9009 on the leading digit
     # Equal weights for all pieces: the top teacher token of `201` becomes the lowest id (`0`), not `2`.
     flat = BuildConfig(rules=[SpecialRule(), ExactRule(), DigitsRule(gamma=1.0), MultitokenRule()])
     worse = corpus_agreement(llama3_qwen3(flat), vocab("llama3"), vocab("qwen3"), texts)
-    assert worse["categories"]["digits:3"]["agreement@1"] < 0.5
-    assert worse["categories"]["letters:latin"]["agreement@1"] == good["categories"]["letters:latin"]["agreement@1"]
+    assert worse.categories["digits:3"].agreement_at_1 < 0.5
+    assert worse.categories["letters:latin"].agreement_at_1 == good.categories["letters:latin"].agreement_at_1
 
 
 def test_score_report_has_every_section() -> None:
     report = score_projection(llama3_qwen3(), vocab("llama3"), vocab("qwen3"), read_corpus(default_corpus(), limit=50))
-    assert report["rows"]["regular"] == report["rows"]["regular_filled"] == report["rows"]["regular_summing_to_1"]
-    assert report["off_piece_mass"]["rows_with_off_piece_mass"] == 0
+    assert report.rows.regular == report.rows.regular_filled == report.rows.regular_summing_to_1
+    assert report.off_piece_mass.rows_with_off_piece_mass == 0
     # Qwen3 has no BOS and no header closer; <|start_header_id|> opens a turn as <|im_start|> does.
-    assert {s["piece"] for s in report["rows"]["special_unmatched"]} == {"<|begin_of_text|>", "<|end_header_id|>"}
+    assert {s.piece for s in report.rows.special_unmatched} == {"<|begin_of_text|>", "<|end_header_id|>"}
     reserved = [p for p in vocab("llama3").pieces if re.fullmatch(r"<\|reserved_special_token_\d+\|>", p)]
-    assert report["rows"]["special_unused_unmatched"] == len(reserved) > 200  # placeholders: empty by design
-    assert report["corpus"]["texts"] == 50 and report["entries_per_rule"]["exact"] == 109_566
-
-
-def test_read_corpus_forms(tmp_path: Path) -> None:
-    jsonl = tmp_path / "c.jsonl"
-    jsonl.write_text('{"text": "one"}\n\n{"question": "2+2?", "answer": "4"}\n')
-    assert read_corpus(jsonl) == ["one", "2+2?\n4"]
-    text = tmp_path / "c.txt"
-    text.write_text("first paragraph\nstill first\n\nsecond\n")
-    assert read_corpus(text) == ["first paragraph\nstill first", "second\n"]
-    assert len(read_corpus(default_corpus())) == 1_319
-
-
-@pytest.mark.parametrize(
-    ("content", "name", "message"),
-    [
-        (b"", "empty.txt", "holds no text"),
-        (b"\x00\x01\x02binary", "blob.txt", "looks binary"),
-        (b"\xff\xfe bad", "latin.txt", "not UTF-8"),
-        (b'{"text": "ok"}\n{oops\n', "bad.jsonl", "bad.jsonl:2"),
-        (b'{"title": "no text"}\n', "odd.jsonl", "expected an object"),
-    ],
-)
-def test_bad_corpora_are_refused(tmp_path: Path, content: bytes, name: str, message: str) -> None:
-    path = tmp_path / name
-    path.write_bytes(content)
-    with pytest.raises(XTokenError, match=message):
-        read_corpus(path)
-
-
-def test_missing_corpus(tmp_path: Path) -> None:
-    with pytest.raises(XTokenError, match="no such corpus"):
-        read_corpus(tmp_path / "nope.jsonl")
+    assert report.rows.special_unused_unmatched == len(reserved) > 200  # placeholders: empty by design
+    assert report.corpus.texts == 50 and report.entries_per_rule["exact"] == 109_566
 
 
 def test_gemma3_and_llama3_align_on_every_byte() -> None:
@@ -114,9 +84,41 @@ def test_gemma3_and_llama3_align_on_every_byte() -> None:
     for student, teacher in ((gemma, llama), (llama, gemma)):
         w = build_projection(student, teacher, BuildConfig(rules=[SpecialRule(), ExactRule()]), progress=False)
         report = corpus_agreement(w, student, teacher, texts)
-        assert report["not_round_trip"] == {"student": 0, "teacher": 0, "texts": []}
-        assert report["chunked_share"] == 1.0
-        assert report["categories"]["letters:latin"]["aligned_share"] > 0.95
+        assert report.not_round_trip.model_dump() == {"student": 0, "teacher": 0, "texts": []}
+        assert report.chunked_share == 1.0
+        assert report.categories["letters:latin"].aligned_share > 0.95
     # Llama-3 tokens start where Gemma tokens do; Gemma's split digits inside Llama's numerals cannot.
-    assert report["aligned_share"] > 0.97
-    assert report["categories"]["digits:3"]["aligned_share"] == 1.0
+    assert report.aligned_share > 0.97
+    assert report.categories["digits:3"].aligned_share == 1.0
+
+
+def test_score_json_is_the_documented_shape() -> None:
+    """`--json` names fields by alias (`agreement@1`), a missing corpus is null, and it parses back."""
+    texts = read_corpus(default_corpus(), limit=20)
+    report = score_projection(llama3_qwen3(), vocab("llama3"), vocab("qwen3"), texts, corpus_name="gsm8k")
+    document = json.loads(report.model_dump_json())
+    assert document["corpus"]["agreement@1"] == report.corpus.agreement_at_1
+    assert (
+        document["corpus"]["categories"]["digits:3"]["agreement@1"]
+        == report.corpus.categories["digits:3"].agreement_at_1
+    )
+    assert ScoreReport.model_validate(document) == report
+    assert (
+        json.loads(score_projection(llama3_qwen3(), vocab("llama3"), vocab("qwen3"), None).model_dump_json())["corpus"]
+        is None
+    )
+
+
+def test_vectorised_coverage_matches_a_row_by_row_count() -> None:
+    w, student = llama3_qwen3(), vocab("llama3")
+    common = w.common_set()
+    naive: dict[str, list[int]] = {}
+    for row in range(student.size):
+        if student.categories[row] == "unused":
+            continue
+        entries = w.row(row)
+        counts = naive.setdefault(student.categories[row], [0, 0, 0, 0])
+        for k, flag in enumerate((True, bool(entries), any(e.rule == "exact" for e in entries), row in common)):
+            counts[k] += flag
+    got = {name: [c.total, c.covered, c.exact, c.common] for name, c in coverage(w, student).items()}
+    assert got == naive

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from xtoken_align.diagnose.report import DiagnoseReport
 from xtoken_align.rules import RULE_CODES
 
 Side = Literal["student", "teacher"]
@@ -161,3 +162,10 @@ class HistoryPage(BaseModel):
 
 
 RowEdit.model_rebuild()
+
+
+class Diagnosis(BaseModel):
+    """GET /api/diagnosis: the `diagnose` report of every teacher and its plotly figure specs."""
+
+    report: DiagnoseReport
+    figures: list[dict]

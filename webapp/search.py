@@ -46,7 +46,7 @@ class VocabIndex:
             }
         )
         self.categories = np.asarray(categories)
-        self.lengths = np.fromiter((len(b) for b in vocab.token_bytes), dtype=np.int64, count=vocab.size)
+        self.lengths = vocab.byte_lengths
         self.present = self.categories != "unused"
         self._piece_order = np.argsort(np.asarray(vocab.pieces, dtype=object), kind="stable")
 

@@ -27,12 +27,9 @@ from xtoken_align.atomic import write_atomic
 from xtoken_align.edits import Row, apply_rows, normalise_row
 from xtoken_align.errors import XTokenError
 from xtoken_align.io import load_projection, save_projection
-from xtoken_align.projection import Projection, build_projection
-from xtoken_align.rules import RuleContext
+from xtoken_align.projection import Projection, TokenizerInfo, build_projection
+from xtoken_align.rules import ONE_HOT_RULES, RULE_CODES, RuleContext
 from xtoken_align.vocab import Vocab, load_vocab
-
-ONE_HOT_RULES = ("exact", "special")
-
 
 class UnknownTeacher(XTokenError):
     """A teacher key this workspace does not have (the API answers 404)."""
@@ -48,11 +45,9 @@ class TeacherState:
     edited: dict[int, tuple[int, Row]] = field(default_factory=dict)  # student id -> (version, row)
 
     def __post_init__(self) -> None:
-        student_size = self.base.shape[0]
-        self.rules = np.full(student_size, "", dtype=object)
-        self.degrees = np.diff(self.base.matrix.indptr).astype(np.int64)
-        for sid in np.flatnonzero(self.degrees):
-            self.rules[sid] = self.base.row(int(sid))[0][2]
+        leading = self.base.leading().rule
+        self.rules = np.asarray([*RULE_CODES, ""], dtype=object)[leading]  # -1 (empty row) picks ""
+        self.degrees = self.base.entries_per_row()
         self.student_matched = np.isin(self.rules, ONE_HOT_RULES)
         self.teacher_rules = np.full(self.vocab.size, "", dtype=object)  # teacher tokens have no rule of their own
         self.columns = self.base.matrix.tocsc()
@@ -95,21 +90,15 @@ class TeacherState:
         size = self.vocab.size
         rows = [(sid, row) for sid, (_, row) in dict(self.edited).items()]
         m = self.base.matrix
-        entry_rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+        entry_rows = self.base.entry_rows()
         keep = ~np.isin(entry_rows, [sid for sid, _ in rows])
         self.teacher_degrees = np.bincount(m.indices[keep], minlength=size)
-        exact = keep & np.isin(self.base.rules, [i for i, name in enumerate(_rule_codes()) if name in ONE_HOT_RULES])
+        exact = keep & self.base.identity()
         self.teacher_matched = np.bincount(m.indices[exact], minlength=size) > 0
         for _, row in rows:
             for col, _, rule, _ in row:
                 self.teacher_degrees[col] += 1
                 self.teacher_matched[col] |= rule in ONE_HOT_RULES
-
-
-def _rule_codes() -> tuple[str, ...]:
-    from xtoken_align.rules import RULE_CODES
-
-    return RULE_CODES
 
 
 class Workspace:
@@ -135,8 +124,8 @@ class Workspace:
             vocabs[self._key(vocab.name, vocabs)] = vocab
         self._check_manifest(
             {
-                "student": self._describe(self.student),
-                "teachers": [{"key": key, **self._describe(vocab)} for key, vocab in vocabs.items()],
+                "student": TokenizerInfo.of(self.student).as_dict(),
+                "teachers": [{"key": key, **TokenizerInfo.of(vocab).as_dict()} for key, vocab in vocabs.items()],
             }
         )
         for position, (key, vocab) in enumerate(vocabs.items()):
@@ -189,10 +178,6 @@ class Workspace:
         while key in taken:
             key, n = f"{base}-{n}", n + 1
         return key
-
-    @staticmethod
-    def _describe(vocab: Vocab) -> dict:
-        return {"name": vocab.name, "source": vocab.source, "size": vocab.size, "fingerprint": vocab.fingerprint}
 
     def _base_projection(self, key: str, vocab: Vocab, given: str | None, log) -> Projection:
         path = self.folder / f"W-{key}.safetensors"

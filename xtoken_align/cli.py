@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from xtoken_align import __version__
 from xtoken_align.errors import XTokenError
+from xtoken_align.report import Report
 
 EXPORT_SUFFIXES = {"nemo": ".pt", "csv": ".csv", "parquet": ".parquet"}
 SOURCE_HELP = (
@@ -25,18 +26,17 @@ SOURCE_HELP = (
 
 
 def cmd_vocab(args: argparse.Namespace) -> None:
-    from xtoken_align.reports import vocab_report, vocab_text
     from xtoken_align.vocab import load_vocab
+    from xtoken_align.vocab_report import vocab_report, vocab_text
 
     report = vocab_report(load_vocab(args.source), samples=args.samples)
     _emit(report, args.json, vocab_text)
 
 
 def cmd_overlap(args: argparse.Namespace) -> None:
-    from xtoken_align.overlap import compare_vocabs
-    from xtoken_align.reports import overlap_text
+    from xtoken_align.overlap import compare_vocabs, overlap_text
 
-    report = compare_vocabs(*load_vocabs(args.student, args.teacher)).to_json()
+    report = compare_vocabs(*load_vocabs(args.student, args.teacher))
     _emit(report, args.json, overlap_text)
 
 
@@ -60,8 +60,8 @@ def cmd_build(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from xtoken_align.reports import score_text
-    from xtoken_align.score import default_corpus, read_corpus, score_projection
+    from xtoken_align.corpus import default_corpus, read_corpus
+    from xtoken_align.score import score_projection, score_text
 
     projection, student, teacher = _open_projection(args)
     corpus = args.corpus or default_corpus()
@@ -106,8 +106,8 @@ def cmd_import(args: argparse.Namespace) -> None:
 def cmd_diagnose(args: argparse.Namespace) -> None:
     from xtoken_align import diagnose as diagnosis
     from xtoken_align.atomic import write_atomic
+    from xtoken_align.corpus import default_corpus, read_corpus
     from xtoken_align.io import load_projection
-    from xtoken_align.score import default_corpus, read_corpus
 
     if args.projection and len(args.projection) != len(args.teacher):
         raise XTokenError(
@@ -141,8 +141,8 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
 def cmd_restrict(args: argparse.Namespace) -> None:
     from pathlib import Path
 
+    from xtoken_align.corpus import read_corpus
     from xtoken_align.restrict import restrict
-    from xtoken_align.score import read_corpus
 
     out = Path(args.output)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -250,8 +250,9 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"xtoken-align: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
 
 
-def _emit(report: dict, as_json: bool, render: Callable[[dict], str]) -> None:
-    print(json.dumps(report, indent=2, ensure_ascii=False) if as_json else render(report))
+def _emit(report: Report, as_json: bool, render: Callable[[Report], str]) -> None:
+    """One JSON document (`--json`) or the report's text for people."""
+    print(report.model_dump_json(indent=2) if as_json else render(report))
 
 
 def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:

@@ -8,56 +8,64 @@ anything beyond exact equality (digit splitting, re-tokenisation), which is the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import numpy as np
 
+from xtoken_align.projection import TokenizerInfo
+from xtoken_align.report import Report, table
 from xtoken_align.vocab import Vocab
 
 
-@dataclass
-class CategoryCount:
-    total: int = 0
-    matched: int = 0
-
-    @property
-    def unmatched(self) -> int:
-        return self.total - self.matched
+class CategoryOverlap(Report):
+    total: int
+    matched: int
+    unmatched: int
 
 
-@dataclass
-class Overlap:
-    student: Vocab
-    teacher: Vocab
+class OverlapReport(Report):
+    """`xtoken-align overlap`: raw vs canonical overlap of two vocabularies."""
+
+    student: TokenizerInfo
+    teacher: TokenizerInfo
     raw_overlap: int
     canonical_overlap: int
-    categories: dict[str, CategoryCount]  # student category -> counts, in report order
-
-    def to_json(self) -> dict:
-        return {
-            "student": {"name": self.student.name, "source": self.student.source, "size": self.student.size},
-            "teacher": {"name": self.teacher.name, "source": self.teacher.source, "size": self.teacher.size},
-            "raw_overlap": self.raw_overlap,
-            "canonical_overlap": self.canonical_overlap,
-            "canonical_gain": self.canonical_overlap - self.raw_overlap,
-            "categories": {
-                name: {"total": c.total, "matched": c.matched, "unmatched": c.unmatched}
-                for name, c in self.categories.items()
-            },
-        }
+    canonical_gain: int
+    categories: dict[str, CategoryOverlap]  # student category -> counts, in report order
 
 
-def compare_vocabs(student: Vocab, teacher: Vocab) -> Overlap:
+def compare_vocabs(student: Vocab, teacher: Vocab) -> OverlapReport:
     teacher_pieces = {piece for piece in teacher.pieces if piece}
     raw = sum(1 for piece in student.pieces if piece and piece in teacher_pieces)
-    counts: dict[str, CategoryCount] = {}
-    for category in student.category_counts():
-        counts[category] = CategoryCount()
-    canonical = 0
-    for index in range(student.size):
-        category = student.categories[index]
-        count = counts[category]
-        count.total += 1
-        if student.is_regular(index) and teacher.id_of_bytes(student.token_bytes[index]) is not None:
-            count.matched += 1
-            canonical += 1
-    counts.pop("unused", None)
-    return Overlap(student, teacher, raw, canonical, counts)
+    matched = np.fromiter(
+        (student.is_regular(i) and teacher.id_of_bytes(data) is not None for i, data in enumerate(student.token_bytes)),
+        dtype=bool,
+        count=student.size,
+    )
+    categories = student.category_codes
+    totals = np.bincount(categories.codes, minlength=len(categories.names)).tolist()
+    hits = np.bincount(categories.codes, weights=matched, minlength=len(categories.names)).astype(np.int64).tolist()
+    return OverlapReport(
+        student=TokenizerInfo.of(student),
+        teacher=TokenizerInfo.of(teacher),
+        raw_overlap=raw,
+        canonical_overlap=int(matched.sum()),
+        canonical_gain=int(matched.sum()) - raw,
+        categories={
+            name: CategoryOverlap(total=totals[k], matched=hits[k], unmatched=totals[k] - hits[k])
+            for k, name in enumerate(categories.names)
+            if name != "unused"
+        },
+    )
+
+
+def overlap_text(report: OverlapReport) -> str:
+    student, teacher = report.student, report.teacher
+    rows = [[name, c.total, c.matched, c.unmatched] for name, c in report.categories.items()]
+    lines = [
+        f"student {student.name} ({student.size:,} tokens) vs teacher {teacher.name} ({teacher.size:,} tokens)",
+        f"raw string overlap:      {report.raw_overlap:,}",
+        f"canonical bytes overlap: {report.canonical_overlap:,}  ({report.canonical_gain:+,} vs raw)",
+        "",
+        "student tokens with an exact canonical match in the teacher, per category:",
+        table(["category", "total", "matched", "unmatched"], rows),
+    ]
+    return "\n".join(lines)

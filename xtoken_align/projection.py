@@ -3,15 +3,19 @@
 `build_projection(student, teacher, config)` runs the rules of `BuildConfig` in order (see
 `xtoken_align.config`), sums duplicate entries, keeps the top K per row by raw score, and
 normalises each row to 1. Every entry remembers the rule that made it and its raw score.
-`Projection.check` states what a valid W is (shape, finite, non-negative, rows summing to 1).
-Left out: files (`xtoken_align.io`) and scoring (`xtoken_align.score`).
+`Projection.check` states what a valid W is (shape, finite, non-negative, rows summing to 1); its
+row views (`entry_rows`, `filled`, `leading`) and `common_set` are what scoring, diagnosis, the
+web layer and training read, vectorised over all rows. Left out: files (`xtoken_align.formats`)
+and scoring (`xtoken_align.score`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,10 +24,29 @@ from tqdm import tqdm
 from xtoken_align import __version__
 from xtoken_align.config import ADDING, BuildConfig
 from xtoken_align.errors import XTokenError
-from xtoken_align.rules import RULE_CODES, RULES, Entries, RuleContext
+from xtoken_align.rules import ONE_HOT_CODES, ONE_HOT_RULES, RULE_CODES, RULES, Entries, RuleContext
 from xtoken_align.vocab import Vocab
 
 ROW_SUM_TOLERANCE = 1e-6
+HKL_THRESHOLD = 0.6  # method.md §4: a row's top weight must reach it to join H-KL's common set
+
+
+class RowEntry(NamedTuple):
+    """One entry of a W row."""
+
+    teacher: int
+    weight: float
+    rule: str
+    score: float  # raw score before top-K and normalisation
+
+
+class Leading(NamedTuple):
+    """Per student row, its heaviest entry (ties: the lower teacher id); -1 / 0 for empty rows."""
+
+    teacher: np.ndarray  # int64 (V_S,)
+    weight: np.ndarray  # float32 (V_S,)
+    rule: np.ndarray  # int16 (V_S,) index into RULE_CODES, -1 for empty rows
+    entry: np.ndarray  # int64 (V_S,) position in the CSR arrays, -1 for empty rows
 
 
 @dataclass(frozen=True)
@@ -38,6 +61,9 @@ class TokenizerInfo:
     @classmethod
     def of(cls, vocab: Vocab) -> TokenizerInfo:
         return cls(vocab.name, vocab.source, vocab.size, vocab.fingerprint)
+
+    def as_dict(self) -> dict[str, str | int]:
+        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -56,26 +82,50 @@ class Projection:
     def shape(self) -> tuple[int, int]:
         return self.matrix.shape
 
-    def row(self, index: int) -> list[tuple[int, float, str, float]]:
-        """(teacher id, weight, rule, raw score) of one row, heaviest first."""
+    def row(self, index: int) -> list[RowEntry]:
+        """The entries of one row, heaviest first (ties: the lower teacher id)."""
         start, end = self.matrix.indptr[index], self.matrix.indptr[index + 1]
         entries = [
-            (int(self.matrix.indices[k]), float(self.matrix.data[k]), RULE_CODES[self.rules[k]], float(self.scores[k]))
+            RowEntry(
+                int(self.matrix.indices[k]),
+                float(self.matrix.data[k]),
+                RULE_CODES[self.rules[k]],
+                float(self.scores[k]),
+            )
             for k in range(start, end)
         ]
-        return sorted(entries, key=lambda e: (-e[1], e[0]))
+        return sorted(entries, key=lambda e: (-e.weight, e.teacher))
+
+    def entries_per_row(self) -> np.ndarray:
+        """(V_S,) int64: how many entries each row holds."""
+        return np.diff(self.matrix.indptr).astype(np.int64)
+
+    def filled(self) -> np.ndarray:
+        """(V_S,) bool: rows with at least one entry."""
+        return self.entries_per_row() > 0
+
+    def empty_rows(self) -> np.ndarray:
+        return np.flatnonzero(~self.filled())
+
+    def entry_rows(self) -> np.ndarray:
+        """(nnz,) int64: the student row of every entry, aligned with `matrix.data`."""
+        return np.repeat(np.arange(self.shape[0], dtype=np.int64), self.entries_per_row())
 
     def identity(self) -> np.ndarray:
-        """(nnz,) bool: entries where the student token *is* the teacher token (`exact`, `special`)."""
-        return np.isin(self.rules, [RULE_CODES.index("exact"), RULE_CODES.index("special")])
+        """(nnz,) bool: entries where the student token *is* the teacher token (`ONE_HOT_RULES`)."""
+        return np.isin(self.rules, ONE_HOT_CODES)
+
+    def leading(self) -> Leading:
+        """The heaviest entry of every row at once (what `row(i)[0]` is for one row)."""
+        return leading_entries(self.matrix, self.rules)
+
+    def common_set(self, threshold: float = HKL_THRESHOLD) -> dict[int, int]:
+        """H-KL common set, student id -> teacher id (method.md §4; see `common_pairs`)."""
+        return common_pairs(self.leading(), self.identity(), threshold)
 
     def row_sums(self) -> np.ndarray:
         """Row sums accumulated in float64 (float32 accumulation alone drifts past 1e-6)."""
-        rows = np.repeat(np.arange(self.shape[0]), np.diff(self.matrix.indptr))
-        return np.bincount(rows, weights=self.matrix.data.astype(np.float64), minlength=self.shape[0])
-
-    def empty_rows(self) -> np.ndarray:
-        return np.flatnonzero(np.diff(self.matrix.indptr) == 0)
+        return np.bincount(self.entry_rows(), weights=self.matrix.data.astype(np.float64), minlength=self.shape[0])
 
     def check(self, regular_rows: np.ndarray | None = None) -> None:
         """Raise XTokenError naming the first problem: shape, NaN, negative or out-of-range
@@ -107,6 +157,43 @@ class Projection:
                 raise XTokenError(f"{len(empty)} regular student tokens have an empty row (first: {empty[0]})")
 
 
+def leading_entries(matrix: sp.csr_array, rules: np.ndarray | None = None) -> Leading:
+    """Each row's heaviest entry of a CSR W, vectorised; `rules` (nnz,) gives `Leading.rule`."""
+    m, size = matrix, matrix.shape[0]
+    counts = np.diff(m.indptr)
+    rows = np.repeat(np.arange(size, dtype=np.int64), counts)
+    order = np.lexsort((m.indices, -m.data, rows))  # by row, heaviest first, then lower teacher id
+    filled = counts > 0
+    entry = np.full(size, -1, dtype=np.int64)
+    entry[filled] = order[m.indptr[:-1][filled]]  # sorting by row keeps each row's span in place
+    pick = entry[filled]
+    teacher = np.full(size, -1, dtype=np.int64)
+    weight = np.zeros(size, dtype=np.float32)
+    rule = np.full(size, -1, dtype=np.int16)
+    teacher[filled], weight[filled] = m.indices[pick], m.data[pick]
+    if rules is not None:
+        rule[filled] = rules[pick]
+    return Leading(teacher, weight, rule, entry)
+
+
+def common_pairs(leading: Leading, identity: np.ndarray, threshold: float = HKL_THRESHOLD) -> dict[int, int]:
+    """H-KL common set from each row's leading entry, student id -> teacher id; `identity` (nnz,)
+    flags the entries where the student token *is* the teacher token.
+
+    Each student row offers its top teacher token when that weight reaches `threshold`. Where rows
+    collide on a teacher token, the row that is it wins (the student's real `3`, not its `<0x33>`
+    byte piece or a rule-made numeral row), then the higher weight, then the lower student id.
+    """
+    rows = np.flatnonzero((leading.entry >= 0) & (leading.weight >= threshold))
+    cols, weights = leading.teacher[rows], leading.weight[rows]
+    is_it = identity[leading.entry[rows]]
+    order = np.lexsort((rows, -weights, ~is_it, cols))  # per teacher id: the winning claim first
+    cols, rows = cols[order], rows[order]
+    first = np.ones(len(cols), dtype=bool)
+    first[1:] = cols[1:] != cols[:-1]
+    return dict(zip(rows[first].tolist(), cols[first].tolist(), strict=True))
+
+
 def build_time() -> str:
     """Now in UTC, or SOURCE_DATE_EPOCH when set, so that rebuilding gives byte-identical files."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
@@ -131,7 +218,7 @@ def build_projection(
             entries = RULES[rule.name](ctx, open_rows, rule)
             claimed = set(entries.rows)
             open_rows = [r for r in open_rows if r not in claimed]
-            if rule.name in ("exact", "special"):
+            if rule.name in ONE_HOT_RULES:
                 protected |= claimed
         parts.append((RULE_CODES.index(rule.name), entries))
     matrix, rules, scores = _assemble(parts, (student.size, teacher.size), config.top_k)

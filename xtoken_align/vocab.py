@@ -57,6 +57,19 @@ class ByteTable:
     offset: np.ndarray  # int64 (V,) where each id's bytes start in `flat`
 
 
+@dataclass(frozen=True)
+class CategoryCodes:
+    """Categories as integers: `names[codes[i]]` is token i's category; names in report order."""
+
+    names: list[str]
+    codes: np.ndarray  # int64 (V,)
+
+    def mask(self, categories) -> np.ndarray:
+        """(V,) bool: the ids whose category is one of `categories`."""
+        wanted = [k for k, name in enumerate(self.names) if name in set(categories)]
+        return np.isin(self.codes, wanted)
+
+
 @dataclass
 class Vocab:
     """Canonical view of one tokenizer. Index every list by token id."""
@@ -122,12 +135,24 @@ class Vocab:
         return dict(sorted(counts.items(), key=lambda kv: (category_rank(kv[0]), kv[0])))
 
     @cached_property
+    def category_codes(self) -> CategoryCodes:
+        """Every id's category as an index into the vocabulary's category names, in report order."""
+        names = list(self.category_counts())
+        lookup = {name: k for k, name in enumerate(names)}
+        return CategoryCodes(names, np.fromiter(map(lookup.__getitem__, self.categories), np.int64, self.size))
+
+    @cached_property
+    def byte_lengths(self) -> np.ndarray:
+        """(V,) int64: length of every id's canonical bytes (special tokens included)."""
+        return np.fromiter(map(len, self.token_bytes), dtype=np.int64, count=self.size)
+
+    @cached_property
     def byte_table(self) -> ByteTable:
         """Every id's canonical bytes flat, with widths (zero for special tokens), for `spans`."""
         special = np.zeros(self.size, dtype=bool)
         special[list(self.skipped)] = True
         data = [b"" if special[i] else b for i, b in enumerate(self.token_bytes)]
-        width = np.fromiter(map(len, data), dtype=np.int64, count=self.size)
+        width = np.where(special, 0, self.byte_lengths)
         flat = np.frombuffer(b"".join(data), dtype=np.uint8)
         return ByteTable(width, special, flat, np.cumsum(width) - width)
 

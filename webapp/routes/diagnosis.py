@@ -12,16 +12,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from webapp.deps import WorkspaceDep
+from webapp.schemas import Diagnosis
+from xtoken_align.corpus import default_corpus, read_corpus
 from xtoken_align.diagnose import diagnose, diagnose_figures
-from xtoken_align.score import default_corpus, read_corpus
 
 router = APIRouter(tags=["diagnosis"])
-_cache: dict[tuple, dict] = {}
+_cache: dict[tuple, Diagnosis] = {}
 _lock = threading.Lock()
 
 
-@router.get("/diagnosis")
-def diagnosis(workspace: WorkspaceDep, corpus_texts: Annotated[int, Query(ge=0, le=10_000)] = 500) -> dict:
+@router.get("/diagnosis", response_model=Diagnosis)
+def diagnosis(workspace: WorkspaceDep, corpus_texts: Annotated[int, Query(ge=0, le=10_000)] = 500) -> Diagnosis:
     """{"report": <diagnose JSON>, "figures": [plotly figure specs]} for all teachers of the workspace.
     `corpus_texts` GSM8K test problems are used for the corpus measurements (0 skips them)."""
     revision = tuple(
@@ -36,5 +37,5 @@ def diagnosis(workspace: WorkspaceDep, corpus_texts: Annotated[int, Query(ge=0, 
             name = f"GSM8K test, first {corpus_texts}" if texts else ""
             report = diagnose(workspace.student, teachers, texts, corpus_name=name)
             _cache.clear()
-            _cache[key] = {"report": report, "figures": diagnose_figures(report)}
+            _cache[key] = Diagnosis(report=report, figures=diagnose_figures(report))
         return _cache[key]

@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from webapp.deps import SettingsDep, WorkspaceDep
 from webapp.schemas import Meta, TeacherView, TokenizerView
 from xtoken_align.categories import CATEGORY_ORDER
+from xtoken_align.projection import TokenizerInfo
 from xtoken_align.rules import RULE_CODES
 
 router = APIRouter(tags=["meta"])
@@ -14,15 +15,8 @@ router = APIRouter(tags=["meta"])
 def meta(workspace: WorkspaceDep, settings: SettingsDep) -> Meta:
     student = workspace.student
     return Meta(
-        student=TokenizerView(
-            name=student.name, source=student.source, size=student.size, fingerprint=student.fingerprint
-        ),
-        teachers=[
-            TeacherView(
-                key=key, name=t.vocab.name, source=t.vocab.source, size=t.vocab.size, fingerprint=t.vocab.fingerprint
-            )
-            for key, t in workspace.teachers.items()
-        ],
+        student=TokenizerView(**TokenizerInfo.of(student).as_dict()),
+        teachers=[TeacherView(key=key, **TokenizerInfo.of(t.vocab).as_dict()) for key, t in workspace.teachers.items()],
         workspace=str(workspace.folder),
         rules=list(RULE_CODES),
         categories=list(CATEGORY_ORDER),

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from xtoken_align.corpus import read_corpus
 from xtoken_align.distill.align import SampleAlignment, align_batch
 from xtoken_align.errors import XTokenError
-from xtoken_align.score import read_corpus
 from xtoken_align.vocab import Vocab
 
 PAD_ID = 0  # id written under attention_mask == 0; never attended to nor scored

@@ -94,7 +94,7 @@ def answer_exact_match(model, vocab: Vocab, problems: list[dict], device, max_ne
 def evaluate_student(model, vocab: Vocab, config: DistillConfig, device) -> dict:
     summary = {"next_token": next_token_report(model, vocab, _eval_texts(config), device, config.data.max_length)}
     if config.eval.gsm8k_problems:
-        from xtoken_align.score import default_corpus
+        from xtoken_align.corpus import default_corpus
 
         rows = [json.loads(line) for line in default_corpus().read_text().splitlines()[: config.eval.gsm8k_problems]]
         summary["gsm8k"] = answer_exact_match(model, vocab, rows, device, config.eval.max_new_tokens)

@@ -55,7 +55,7 @@ from xtoken_align.distill.aggregate import (
 )
 from xtoken_align.distill.hybrid import hybrid_student
 from xtoken_align.distill.sparse_w import ProjectionW
-from xtoken_align.score import HKL_THRESHOLD
+from xtoken_align.projection import HKL_THRESHOLD
 from xtoken_align.vocab import Vocab
 
 LOSSES = ("p_kl", "h_kl", "gold", "uld", "kd")

@@ -24,8 +24,7 @@ import torch
 from numpy.typing import ArrayLike
 from torch import Tensor, nn
 
-from xtoken_align.projection import Projection, build_time
-from xtoken_align.score import HKL_THRESHOLD, common_pairs
+from xtoken_align.projection import HKL_THRESHOLD, Projection, build_time, common_pairs, leading_entries
 from xtoken_align.vocab import Vocab
 
 
@@ -135,7 +134,7 @@ class ProjectionW(nn.Module):
         """H-KL common set of the current W (method.md §4): (student ids, teacher ids), by student id."""
         data = self.values().detach().float().cpu().numpy()
         matrix = sp.csr_array((data, self.col.cpu().numpy(), self.crow.cpu().numpy()), shape=self.shape)
-        return _pairs(common_pairs(matrix, self.identity, threshold), self.col.device)
+        return _pairs(common_pairs(leading_entries(matrix), self.identity, threshold), self.col.device)
 
     @classmethod
     def string_common_set(cls, student: Vocab, teacher: Vocab) -> tuple[Tensor, Tensor]:

@@ -30,5 +30,9 @@ RULES: dict[str, Rule] = {
 RULE_CODES: tuple[str, ...] = (
     "exact", "special", "digits", "bytes", "multitoken", "fuzzy", "reverse", "edit", "imported",
 )  # fmt: skip
+# Rules whose entry says the student token *is* the teacher token: their rows stay one-hot, and they
+# win H-KL common-set collisions.
+ONE_HOT_RULES: tuple[str, ...] = ("exact", "special")
+ONE_HOT_CODES: tuple[int, ...] = tuple(RULE_CODES.index(name) for name in ONE_HOT_RULES)
 
-__all__ = ["RULES", "RULE_CODES", "Entries", "RuleContext"]
+__all__ = ["ONE_HOT_CODES", "ONE_HOT_RULES", "RULES", "RULE_CODES", "Entries", "RuleContext"]

@@ -1,6 +1,6 @@
 """A diagnose report as plotly figures and as one self-contained HTML file.
 
-`diagnose_figures` turns the JSON report of `xtoken_align.diagnose` into plotly figure specs
+`diagnose_figures` turns a `DiagnoseReport` into plotly figure specs
 (`{"data": [...], "layout": {...}}`, plain JSON): strict-set coverage per category with the
 teachers side by side, and the corpus mass each category loses to GOLD's partition.
 `diagnose_html` writes them with the report's tables into one HTML page that carries plotly.js
@@ -14,6 +14,14 @@ from __future__ import annotations
 import html
 import json
 
+from xtoken_align.diagnose.report import (
+    LOSS_NAMES,
+    CategoryAudit,
+    CorpusCategory,
+    DiagnoseReport,
+    TeacherDiagnosis,
+    w_row_text,
+)
 from xtoken_align.errors import XTokenError
 
 _STYLE = """
@@ -28,21 +36,21 @@ details { margin-bottom: 1.5em; }
 """
 
 
-def diagnose_figures(report: dict) -> list[dict]:
+def diagnose_figures(report: DiagnoseReport) -> list[dict]:
     """Plotly figure specs: strict coverage per category (always), corpus mass (with a corpus)."""
     go = _plotly().graph_objects
-    teachers = report["teachers"]
-    critical = set(report["critical"])
-    categories = list(teachers[0]["categories"]) if teachers else []
+    teachers = report.teachers
+    critical = set(report.critical)
+    categories = list(teachers[0].categories) if teachers else []
     ticks = [f"<b>{c}</b>" if c in critical else c for c in categories]
     coverage = go.Figure(
         [
             go.Bar(
-                name=t["teacher"]["name"],
+                name=t.teacher.name,
                 x=categories,
-                y=[t["categories"][c]["strict"] / t["categories"][c]["total"] for c in categories],
+                y=[t.categories[c].strict / t.categories[c].total for c in categories],
                 customdata=[
-                    [t["categories"][c][k] for k in ("strict", "total", "common", "covered")] for c in categories
+                    [getattr(t.categories[c], k) for k in ("strict", "total", "common", "covered")] for c in categories
                 ],
                 hovertemplate="%{x}: %{customdata[0]:,} of %{customdata[1]:,} strict<br>"
                 "H-KL common %{customdata[2]:,}, covered %{customdata[3]:,}<extra>%{fullData.name}</extra>",
@@ -51,23 +59,23 @@ def diagnose_figures(report: dict) -> list[dict]:
         ]
     )
     coverage.update_layout(
-        title=f"Student ({report['student']['name']}) tokens in GOLD's strict set, per category (critical in bold)",
+        title=f"Student ({report.student.name}) tokens in GOLD's strict set, per category (critical in bold)",
         barmode="group",
         template="plotly_white",
         yaxis={"tickformat": ".0%", "range": [0, 1.02], "title": "share of the category's tokens"},
         xaxis={"tickvals": categories, "ticktext": ticks},
     )
     figures = [coverage]
-    with_corpus = [t for t in teachers if t.get("corpus")]
+    with_corpus = [t for t in teachers if t.corpus]
     if with_corpus:
-        corpus_name = with_corpus[0]["corpus"]["name"]
-        lost = [c for c in categories if any(t["corpus"]["categories"].get(c, {}).get("uncommon") for t in with_corpus)]
+        corpus_name = with_corpus[0].corpus.name
+        lost = [c for c in categories if any(_corpus_category(t, c).uncommon for t in with_corpus)]
         mass = go.Figure(
             [
                 go.Bar(
-                    name=t["teacher"]["name"],
+                    name=t.teacher.name,
                     x=lost,
-                    y=[t["corpus"]["categories"].get(c, {}).get("suppressed_mass", 0.0) for c in lost],
+                    y=[_corpus_category(t, c).suppressed_mass for c in lost],
                     hovertemplate="%{x}: %{y:.2%} of next tokens<extra>%{fullData.name}</extra>",
                 )
                 for t in with_corpus
@@ -84,49 +92,39 @@ def diagnose_figures(report: dict) -> list[dict]:
     return [json.loads(figure.to_json()) for figure in figures]
 
 
-def diagnose_html(report: dict) -> str:
+def diagnose_html(report: DiagnoseReport) -> str:
     """One HTML page: recommendations, figures, and every teacher's tables; plotly.js inline."""
     get_plotlyjs = _plotly().offline.get_plotlyjs
     e = html.escape
-    student = report["student"]
+    student = report.student
     parts = [
-        f"<h1>xtoken-align diagnose: student {e(student['name'])} ({student['size']:,} tokens)</h1>",
-        f"<p>critical categories: {e(', '.join(report['critical']))}</p>",
+        f"<h1>xtoken-align diagnose: student {e(student.name)} ({student.size:,} tokens)</h1>",
+        f"<p>critical categories: {e(', '.join(report.critical))}</p>",
         "<h2>Recommendations</h2>",
         _table(
             ["teacher", "tokens", "loss", "reason"],
-            [[t["teacher"]["name"], t["teacher"]["size"], _loss(t), t["reason"]] for t in report["teachers"]],
+            [[t.teacher.name, t.teacher.size, LOSS_NAMES[t.recommendation], t.reason] for t in report.teachers],
         ),
     ]
     figures = diagnose_figures(report)
     parts += [f'<div id="figure-{k}" style="height:460px"></div>' for k in range(len(figures))]
-    for t in report["teachers"]:
-        parts += [f"<h2>{e(t['teacher']['name'])} ({t['teacher']['size']:,} tokens): {_loss(t)}</h2>"]
-        parts += [f"<p>{e(t['reason'])}</p>", _category_table(t["categories"])]
-        corpus = t.get("corpus")
+    for t in report.teachers:
+        parts += [f"<h2>{e(t.teacher.name)} ({t.teacher.size:,} tokens): {LOSS_NAMES[t.recommendation]}</h2>"]
+        parts += [f"<p>{e(t.reason)}</p>", _category_table(t.categories)]
+        corpus = t.corpus
         if corpus:
             parts.append(
-                f"<p>corpus {e(corpus['name'])}: {corpus['texts']:,} texts, {corpus['student_tokens']:,} student "
-                f"tokens; {corpus['suppressed_mass']:.2%} outside GOLD's strict set (critical categories "
-                f"{corpus['critical_suppressed_mass']:.2%}); {corpus['not_one_to_one']:.2%} of positions in chunks "
+                f"<p>corpus {e(corpus.name)}: {corpus.texts:,} texts, {corpus.student_tokens:,} student "
+                f"tokens; {corpus.suppressed_mass:.2%} outside GOLD's strict set (critical categories "
+                f"{corpus.critical_suppressed_mass:.2%}); {corpus.not_one_to_one:.2%} of positions in chunks "
                 "that are not 1:1</p>"
             )
-            rows = [
-                [k, v["tokens"], v["uncommon"], f"{v['suppressed_mass']:.2%}"] for k, v in corpus["categories"].items()
-            ]
+            rows = [[k, v.tokens, v.uncommon, f"{v.suppressed_mass:.2%}"] for k, v in corpus.categories.items()]
             parts.append(_table(["category", "tokens", "outside strict set", "share of all tokens"], rows))
-        sample = ", ".join(f"<code>{e(repr(s['display']))}</code> ({e(s['category'])})" for s in t["suppressed_sample"])
-        parts.append(f"<p>pushed down in <q>{e(report['sample_text'])}</q>: {sample or 'none'}</p>")
-        unmatched = t["unmatched_critical"]
-        rows = [
-            [
-                u["id"],
-                repr(u["display"]),
-                u["category"],
-                " ".join(f"{w['display']!r}:{w['weight']:.4f}" for w in u["w_row"]),
-            ]
-            for u in unmatched
-        ]
+        sample = ", ".join(f"<code>{e(repr(s.display))}</code> ({e(s.category)})" for s in t.suppressed_sample)
+        parts.append(f"<p>pushed down in <q>{e(report.sample_text)}</q>: {sample or 'none'}</p>")
+        unmatched = t.unmatched_critical
+        rows = [[u.id, repr(u.display), u.category, w_row_text(u)] for u in unmatched]
         parts.append(f"<details><summary>{len(unmatched):,} unmatched critical tokens</summary>")
         parts += [_table(["id", "token", "category", "W row"], rows), "</details>"]
     plots = "\n".join(
@@ -136,7 +134,7 @@ def diagnose_html(report: dict) -> str:
     )
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>xtoken-align diagnose: {e(student['name'])}</title><style>{_STYLE}</style>\n"
+        f"<title>xtoken-align diagnose: {e(student.name)}</title><style>{_STYLE}</style>\n"
         f"<script>{get_plotlyjs()}</script></head>\n<body>\n" + "\n".join(parts) + f"\n<script>{plots}</script>\n"
         "</body></html>\n"
     )
@@ -151,15 +149,15 @@ def _plotly():
     return plotly
 
 
-def _loss(teacher: dict) -> str:
-    return {"p_kl": "P-KL", "h_kl": "H-KL", "kd": "KD"}[teacher["recommendation"]]
+def _corpus_category(teacher: TeacherDiagnosis, category: str) -> CorpusCategory:
+    """A category's corpus counts; zero where the corpus has no token of it."""
+    return teacher.corpus.categories.get(category) or CorpusCategory(
+        tokens=0, uncommon=0, suppressed_mass=0.0, not_one_to_one=0
+    )
 
 
-def _category_table(categories: dict) -> str:
-    rows = [
-        [name, c["total"], c["strict"], c["exact"], c["common"], c["covered"], c["severity"]]
-        for name, c in categories.items()
-    ]
+def _category_table(categories: dict[str, CategoryAudit]) -> str:
+    rows = [[name, c.total, c.strict, c.exact, c.common, c.covered, c.severity] for name, c in categories.items()]
     return _table(["category", "total", "strict (GOLD)", "exact", "H-KL common", "covered", "severity"], rows)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from xtoken_align.diagnose.report import CorpusCategory, CorpusMass
 from xtoken_align.spans import Spans, align_chunks
 
 
@@ -32,7 +33,8 @@ def corpus_mass(
     codes: np.ndarray,
     names: list[str],
     critical_codes: list[int],
-) -> dict:
+    name: str = "",
+) -> CorpusMass:
     """The corpus section of a diagnose report. `uncommon`: (V_S,) bool, outside the strict set;
     `codes`: (V_S,) index into `names`, the student categories."""
     ids = student_tokens.ids
@@ -42,20 +44,22 @@ def corpus_mass(
     lost = np.bincount(cats, weights=off, minlength=len(names)).astype(np.int64)
     split = np.bincount(cats, weights=~single, minlength=len(names)).astype(np.int64)
     n = max(len(ids), 1)
-    return {
-        "student_tokens": len(ids),
-        "teacher_tokens": len(teacher_tokens.ids),
-        "suppressed_tokens": int(off.sum()),
-        "suppressed_mass": round(float(off.sum()) / n, 6),
-        "critical_suppressed_mass": round(float(lost[critical_codes].sum()) / n, 6),
-        "not_one_to_one": round(float((~single).sum()) / n, 6),
-        "categories": {
-            names[k]: {
-                "tokens": int(tokens[k]),
-                "uncommon": int(lost[k]),
-                "suppressed_mass": round(float(lost[k]) / n, 6),
-                "not_one_to_one": int(split[k]),
-            }
+    return CorpusMass(
+        name=name,
+        texts=student_tokens.texts,
+        student_tokens=len(ids),
+        teacher_tokens=len(teacher_tokens.ids),
+        suppressed_tokens=int(off.sum()),
+        suppressed_mass=round(float(off.sum()) / n, 6),
+        critical_suppressed_mass=round(float(lost[critical_codes].sum()) / n, 6),
+        not_one_to_one=round(float((~single).sum()) / n, 6),
+        categories={
+            names[k]: CorpusCategory(
+                tokens=int(tokens[k]),
+                uncommon=int(lost[k]),
+                suppressed_mass=round(float(lost[k]) / n, 6),
+                not_one_to_one=int(split[k]),
+            )
             for k in np.flatnonzero(tokens).tolist()
         },
-    }
+    )

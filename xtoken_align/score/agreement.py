@@ -1,0 +1,81 @@
+"""Corpus agreement: does W's top teacher token for a student token match the teacher's own token?
+
+Both tokenizers tokenise the corpus, `spans.align_chunks` lays the two on bytes, and at every
+student token that opens a chunk the teacher token opening it is the reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xtoken_align.projection import Projection
+from xtoken_align.score.report import CategoryAgreement, CorpusAgreement, NotRoundTrip, UnreproducedText
+from xtoken_align.spans import align_chunks, encode_spans, round_trips
+from xtoken_align.vocab import Vocab
+
+NAMED_TEXTS = 20  # texts named in a report's not-round-trip list; the counts cover all
+
+
+def corpus_agreement(
+    projection: Projection, student: Vocab, teacher: Vocab, texts: list[str], name: str = ""
+) -> CorpusAgreement:
+    """agreement@1 and mass on the teacher's actual token, over student tokens that open a chunk
+    (`spans.align_chunks`: the teacher has a token starting at the same byte, `aligned_share`);
+    per student category. `chunked_share`: student tokens in a chunk that closes on both sides, as
+    training sees them. Texts that a tokenizer does not round-trip are counted and named apart."""
+    top_col = projection.leading().teacher
+    s, t = encode_spans(student, texts), encode_spans(teacher, texts)
+    chunks = align_chunks(s, t)
+    s_opens, t_opens = _chunk_openers(chunks.student, chunks.total), _chunk_openers(chunks.teacher, chunks.total)
+    position = np.arange(len(s.ids))
+    aligned = (chunks.student >= 0) & (s_opens[chunks.student] == position)
+    s_al, t_al = s.ids[aligned], t.ids[t_opens[chunks.student[aligned]]]
+    hits = top_col[s_al] == t_al
+    mass = np.asarray(projection.matrix[s_al, t_al]).ravel() if len(s_al) else np.zeros(0)
+    categories = student.category_codes
+    every, cats = categories.codes[s.ids], categories.codes[s_al]
+    per_category = {}
+    for k in np.unique(cats).tolist():  # codes follow report order
+        pick = cats == k
+        per_category[categories.names[k]] = CategoryAgreement(
+            tokens=int(pick.sum()),
+            aligned_share=round(int(pick.sum()) / int((every == k).sum()), 4),
+            agreement_at_1=round(float(hits[pick].mean()), 4),
+            mass=round(float(mass[pick].mean()), 4),
+        )
+    s_ok, t_ok = round_trips(s, texts), round_trips(t, texts)
+    clean = np.repeat(s_ok & t_ok, s.count)
+    named = np.flatnonzero(~(s_ok & t_ok))[:NAMED_TEXTS].tolist()
+    return CorpusAgreement(
+        name=name,
+        texts=len(texts),
+        student_tokens=len(s.ids),
+        aligned_tokens=int(aligned.sum()),
+        aligned_share=_share(aligned),
+        aligned_share_round_trip=_share(aligned[clean]),
+        chunked_share=_share(chunks.student[~s.special] >= 0),
+        not_round_trip=NotRoundTrip(
+            student=int((~s_ok).sum()),
+            teacher=int((~t_ok).sum()),
+            texts=[UnreproducedText(text=k, side=_sides(s_ok[k], t_ok[k]), starts=texts[k][:60]) for k in named],
+        ),
+        agreement_at_1=_share(hits),
+        mass=round(float(mass.mean()), 4) if len(mass) else 0.0,
+        categories=per_category,
+    )
+
+
+def _chunk_openers(chunk: np.ndarray, total: int) -> np.ndarray:
+    """(total + 1,) position of the first token of each chunk (slot `total`, for -1: unused)."""
+    opens = np.full(total + 1, -1, dtype=np.int64)
+    kept = np.flatnonzero(chunk >= 0)
+    opens[chunk[kept[::-1]]] = kept[::-1]  # reversed: the earliest position is written last
+    return opens
+
+
+def _share(flags: np.ndarray) -> float:
+    return round(float(flags.mean()), 4) if len(flags) else 0.0
+
+
+def _sides(student_ok: bool, teacher_ok: bool) -> str:
+    return "both" if not (student_ok or teacher_ok) else "student" if not student_ok else "teacher"
