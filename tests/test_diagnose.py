@@ -3,8 +3,8 @@ independent count, the reports (text, CSV, HTML), and clean failures on bad inpu
 
 from __future__ import annotations
 
-import dataclasses
 import csv
+import dataclasses
 import io
 import json
 import re

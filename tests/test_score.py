@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 import re
 from functools import cache
-from pathlib import Path
 
 import numpy as np
-import pytest
 from conftest import vocab
 
 from xtoken_align.config import BuildConfig, DigitsRule, ExactRule, MultitokenRule, SpecialRule
-from xtoken_align.errors import XTokenError
-from xtoken_align.projection import Projection, TokenizerInfo, assemble_entries, build_projection
 from xtoken_align.corpus import default_corpus, read_corpus
+from xtoken_align.projection import Projection, TokenizerInfo, assemble_entries, build_projection
 from xtoken_align.score import ScoreReport, corpus_agreement, coverage, score_projection
 
 

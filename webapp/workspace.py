@@ -31,6 +31,7 @@ from xtoken_align.projection import Projection, TokenizerInfo, build_projection
 from xtoken_align.rules import ONE_HOT_RULES, RULE_CODES, RuleContext
 from xtoken_align.vocab import Vocab, load_vocab
 
+
 class UnknownTeacher(XTokenError):
     """A teacher key this workspace does not have (the API answers 404)."""
 
