@@ -15,9 +15,6 @@ text falls back to shorter kept pieces, down to single bytes: it still round-tri
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +23,7 @@ from tokenizers import Tokenizer
 
 from xtoken_align.categories import is_numeral
 from xtoken_align.errors import XTokenError
+from xtoken_align.tokenizer_folder import role_config, save_tokenizer_folder
 from xtoken_align.vocab import Vocab
 
 BATCH = 1024
@@ -47,12 +45,7 @@ class Restriction:
 
     def save(self, folder: str | Path) -> Path:
         """Write tokenizer.json, tokenizer_config.json (roles) and restriction.json (the id map) as one
-        folder: built beside `folder`, then renamed onto it, so a crash never leaves half of one."""
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-        roles = self.source.roles()
-        config = {f"{r}_token": self.source.pieces[roles[r]] for r in ("bos", "eos", "pad", "unk") if r in roles}
+        folder, whole or not at all."""
         record = {
             "source": self.source.source,
             "source_fingerprint": self.source.fingerprint,
@@ -61,21 +54,8 @@ class Restriction:
             "texts_checked": self.texts_checked,
             "kept": self.kept,
         }
-        try:
-            (building / "tokenizer.json").write_text(self.tokenizer.to_str(), encoding="utf-8")
-            (building / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-            (building / "restriction.json").write_text(json.dumps(record), encoding="utf-8")
-            building.chmod(0o755)  # mkdtemp makes 0700
-            if folder.exists():  # replace an earlier restriction: the old folder goes only once the new is whole
-                old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
-                os.replace(folder, old / folder.name)
-                os.replace(building, folder)
-                shutil.rmtree(old)
-            else:
-                os.replace(building, folder)
-        finally:
-            shutil.rmtree(building, ignore_errors=True)
-        return folder
+        extra = {"restriction.json": json.dumps(record)}
+        return save_tokenizer_folder(folder, self.tokenizer, role_config(self.source), extra)
 
 
 def restrict(vocab: Vocab, texts: Sequence[str], *, keep_numerals: bool = True) -> Restriction:
