@@ -1,7 +1,7 @@
 // Edit history of the current teacher's W, newest first.
 import { api } from "../api.js";
-import { currentTeacher } from "../app.js";
 import { glyphs, h, weight } from "../dom.js";
+import { currentTeacher } from "../state.js";
 
 const rowText = (row) => row.map((e) => `${glyphs(e.display)} ${weight(e.weight)}`).join(", ") || "(empty)";
 
