@@ -138,11 +138,13 @@ VIEWS = {  # name -> (URL hash, what the view shows once it has rendered)
 
 @pytest.mark.parametrize("view", VIEWS)
 def test_every_view_renders(page: Page, demo_server: str, artifacts: Path, view: str) -> None:
-    """Each view renders without a page error (the `page` fixture checks) or an error message."""
+    """Each view renders without a page error (the `page` fixture checks), an error message or stray text."""
     location, shown = VIEWS[view]
     page.goto(f"{demo_server}/{location}")
     expect(page.locator(shown).first).to_be_visible(timeout=60_000)
     expect(page.locator(".error")).to_have_count(0)
+    stray = "[...document.getElementById('main').childNodes].filter((n) => n.nodeType === 3).map((n) => n.data)"
+    assert page.evaluate(stray) == []  # e.g. a "null" that replaceChildren wrote as text
     page.screenshot(path=artifacts / f"view-{view}.png", full_page=True)
 
 
