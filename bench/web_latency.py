@@ -197,7 +197,7 @@ def main() -> None:
         from webapp.workspace import Workspace
 
         started = time.perf_counter()
-        opened = Workspace(workspace, "demo:llama3", ["demo:qwen3"], log=lambda message: None)
+        opened = Workspace.open(workspace, "demo:llama3", ["demo:qwen3"], log=lambda message: None)
         print(f"\nin-process Workspace open: {time.perf_counter() - started:.2f} s")
         settings = Settings(workspace, "demo:llama3", ("demo:qwen3",))
         with TestClient(create_app(settings, workspace=opened)) as client:

@@ -1,7 +1,9 @@
 // Entry point: load the server's meta, then route on the URL hash (#/view?params) so every view
-// can be shared as a link. Views live in ./views/, one module each.
+// can be shared as a link. Views live in ./views/, one module each; what they share (meta, route,
+// navigation) is in ./state.js, so nothing imports this module.
 import { api, captureToken } from "./api.js";
 import { h, toast } from "./dom.js";
+import { currentTeacher, parseRoute, state } from "./state.js";
 import { renderDiagnosis } from "./views/diagnosis.js";
 import { renderExport } from "./views/export.js";
 import { renderHistory } from "./views/history.js";
@@ -17,27 +19,6 @@ const VIEWS = {
   history: renderHistory,
   export: renderExport,
 };
-
-export const state = { meta: null };
-
-export function parseRoute() {
-  const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
-  const parts = path.split("/").filter(Boolean);
-  return { view: parts[0] || "pair", args: parts.slice(1), params: new URLSearchParams(query) };
-}
-
-// Navigate to a view, keeping the chosen teacher in the URL.
-export function go(view, args = [], params = {}) {
-  const query = new URLSearchParams({ teacher: currentTeacher(), ...params });
-  for (const [key, value] of [...query]) if (value === "" || value === "null") query.delete(key);
-  location.hash = `#/${[view, ...args].join("/")}?${query}`;
-}
-
-export function currentTeacher() {
-  const wanted = parseRoute().params.get("teacher");
-  const keys = state.meta.teachers.map((t) => t.key);
-  return keys.includes(wanted) ? wanted : keys[0];
-}
 
 async function render() {
   const route = parseRoute();

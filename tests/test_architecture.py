@@ -46,7 +46,9 @@ def test_the_library_never_imports_the_web_layer() -> None:
 
 
 def test_no_library_module_is_over_300_lines() -> None:
-    long = {str(p.relative_to(ROOT)): n for p in library_modules() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    long = {
+        str(p.relative_to(ROOT)): n for p in library_modules() if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
     assert long == {}
 
 

@@ -7,17 +7,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from urllib.parse import quote
 
-import httpx
 import pytest
 from conftest import TOKENIZERS
 from playwright.sync_api import Page, expect, sync_playwright
+from web_fixtures import start_server
 
 pytestmark = pytest.mark.slow
 
@@ -34,31 +30,6 @@ PAYLOADS = [
     "<script>window.__pwned=2</script>",
     '"><svg onload=window.__pwned=3>',
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(workspace: Path, *args: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    command = [sys.executable, "-m", "webapp.cli", "serve", "--workspace", str(workspace), "--port", str(port), *args]
-    log = open(workspace.parent / f"{workspace.name}.log", "w")  # noqa: SIM115 (lives as long as the server)
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError((workspace.parent / f"{workspace.name}.log").read_text())
-        try:
-            if httpx.get(f"{url}/api/meta", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    process.kill()
-    raise RuntimeError("server did not start")
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +62,9 @@ def page(browser) -> Page:
 
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory):
-    process, url = start_server(tmp_path_factory.mktemp("demo") / "workspace", "--demo")
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    server = start_server(tmp_path_factory.mktemp("demo") / "workspace", "--demo")
+    yield server.url
+    server.stop()
 
 
 def test_search_open_edit_reload(page: Page, demo_server: str, artifacts: Path) -> None:
@@ -155,6 +125,29 @@ def test_diagnosis_and_export_pages(page: Page, demo_server: str, artifacts: Pat
     assert download.value.suggested_filename.endswith(".csv")
 
 
+VIEWS = {  # name -> (URL hash, what the view shows once it has rendered)
+    "pair": (f"#/pair?text={quote('Natalia sold 48 clips in April, and 12345 in May.')}", ".tokens.student .tok"),
+    "vocab": ("#/vocab?q=the", "table.vocab tbody tr"),
+    "token": ("#/token/student/1000", "form.editor"),
+    "teacher-token": ("#/token/teacher/18", "table.entries tbody tr"),
+    "diagnosis": ("#/diagnosis", ".chart .main-svg"),
+    "export": ("#/export", "ul.exports li"),
+    "history": ("#/history", "table.history"),
+}
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_every_view_renders(page: Page, demo_server: str, artifacts: Path, view: str) -> None:
+    """Each view renders without a page error (the `page` fixture checks), an error message or stray text."""
+    location, shown = VIEWS[view]
+    page.goto(f"{demo_server}/{location}")
+    expect(page.locator(shown).first).to_be_visible(timeout=60_000)
+    expect(page.locator(".error")).to_have_count(0)
+    stray = "[...document.getElementById('main').childNodes].filter((n) => n.nodeType === 3).map((n) => n.data)"
+    assert page.evaluate(stray) == []  # e.g. a "null" that replaceChildren wrote as text
+    page.screenshot(path=artifacts / f"view-{view}.png", full_page=True)
+
+
 @pytest.fixture(scope="module")
 def hostile_server(tmp_path_factory):
     """A student tokenizer whose pieces are HTML/JS payloads."""
@@ -165,10 +158,9 @@ def hostile_server(tmp_path_factory):
     tokenizer.add_tokens([AddedToken(p, special=False, normalized=False) for p in PAYLOADS])
     tokenizer.save(str(folder / "tokenizer.json"))
     shutil.copyfile(TOKENIZERS / "llama2" / "tokenizer_config.json", folder / "tokenizer_config.json")
-    process, url = start_server(folder / "workspace", "--student", str(folder), "--teacher", "demo:llama2")
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    server = start_server(folder / "workspace", "--student", str(folder), "--teacher", "demo:llama2")
+    yield server.url
+    server.stop()
 
 
 def test_hostile_token_strings_render_as_text(page: Page, hostile_server: str, artifacts: Path) -> None:

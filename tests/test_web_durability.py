@@ -5,76 +5,29 @@ consistent database and no partial W files. Also: two tabs editing one row canno
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from web_fixtures import Server
 
 from xtoken_align.io import load_projection
 
+pytest_plugins = ["web_fixtures"]
 pytestmark = pytest.mark.slow
 
 TEACHER = "mistral-v1"
 ROWS = f"/api/teachers/{TEACHER}/rows"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, process: subprocess.Popen, url: str) -> None:
-        self.process, self.url = process, url
-
-    def kill(self) -> None:
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-        assert self.process.returncode == -signal.SIGKILL
-
-
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[[Path], Server]]:
+def serve(servers) -> Callable[[Path], Server]:
     """Start `serve` (llama2 student, mistral-v1 teacher) on a workspace; wait until /api/meta answers."""
-    started: list[subprocess.Popen] = []
-
-    def start(workspace: Path) -> Server:
-        port = free_port()
-        command = [
-            sys.executable, "-m", "webapp.cli", "serve", "--student", "demo:llama2", "--teacher", "demo:mistral-v1",
-            "--workspace", str(workspace), "--port", str(port),
-        ]  # fmt: skip
-        log = tmp_path / f"server-{len(started)}.log"
-        with open(log, "w") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        started.append(process)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(f"server exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/api/meta", timeout=2).status_code == 200:
-                    return Server(process, url)
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise AssertionError(f"server did not answer within 180 s:\n{log.read_text()}")
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=30)
+    return lambda workspace: servers(workspace, "--student", "demo:llama2", "--teacher", "demo:mistral-v1")
 
 
 def put(client: httpx.Client, sid: int, entries: list[tuple[int, float]], version: int, note: str) -> httpx.Response:
@@ -129,9 +82,9 @@ def check_database(folder: Path, history_rows: int, edited_rows: int) -> None:
     db.close()
 
 
-def test_acknowledged_edits_survive_sigkill(start_server, tmp_path: Path) -> None:
+def test_acknowledged_edits_survive_sigkill(serve, tmp_path: Path) -> None:
     workspace = tmp_path / "workspace"
-    server = start_server(workspace)
+    server = serve(workspace)
     acked: dict[int, tuple[int, list[tuple[int, float]]]] = {}  # student id -> (version, row) as acknowledged
     notes: list[str] = []
     lock = threading.Lock()
@@ -175,7 +128,7 @@ def test_acknowledged_edits_survive_sigkill(start_server, tmp_path: Path) -> Non
     check_workspace_files(workspace)
     check_database(workspace, history_rows=len(notes), edited_rows=len(acked))
 
-    server = start_server(workspace)
+    server = serve(workspace)
     with httpx.Client(base_url=server.url, timeout=30) as client:
         for sid, (version, row) in acked.items():
             shown = detail(client, sid)
@@ -198,9 +151,9 @@ def test_acknowledged_edits_survive_sigkill(start_server, tmp_path: Path) -> Non
     check_database(workspace, history_rows=len(notes) + 1, edited_rows=len(acked))
 
 
-def test_sigkill_during_concurrent_edits_loses_nothing_acknowledged(start_server, tmp_path: Path) -> None:
+def test_sigkill_during_concurrent_edits_loses_nothing_acknowledged(serve, tmp_path: Path) -> None:
     workspace = tmp_path / "workspace"
-    server = start_server(workspace)
+    server = serve(workspace)
     acked: dict[int, tuple[int, list[tuple[int, float]]]] = {}
     in_flight: dict[int, list[tuple[int, float]]] = {}  # the last request of a row that may have no answer
     lock = threading.Lock()
@@ -237,7 +190,7 @@ def test_sigkill_during_concurrent_edits_loses_nothing_acknowledged(start_server
     assert len(acked) == 6 and sum(v for v, _ in acked.values()) >= 60
 
     check_workspace_files(workspace)
-    server = start_server(workspace)
+    server = serve(workspace)
     with httpx.Client(base_url=server.url, timeout=30) as client:
         total = 0
         for sid, (version, row) in acked.items():
@@ -253,8 +206,8 @@ def test_sigkill_during_concurrent_edits_loses_nothing_acknowledged(start_server
     check_database(workspace, history_rows=total, edited_rows=len(acked))
 
 
-def test_two_tabs_cannot_overwrite_each_other(start_server, tmp_path: Path) -> None:
-    server = start_server(tmp_path / "workspace")
+def test_two_tabs_cannot_overwrite_each_other(serve, tmp_path: Path) -> None:
+    server = serve(tmp_path / "workspace")
     sid = 1234
     with httpx.Client(base_url=server.url, timeout=30) as tab_a, httpx.Client(base_url=server.url, timeout=30) as tab_b:
         seen_a, seen_b = detail(tab_a, sid), detail(tab_b, sid)

@@ -21,9 +21,10 @@ from fastapi.staticfiles import StaticFiles
 from webapp.limits import BodyLimit
 from webapp.routes import ROUTERS
 from webapp.settings import Settings
-from webapp.workspace import UnknownTeacher, Workspace
+from webapp.workspace import UnknownTeacher, VocabLoader, Workspace
 from xtoken_align import __version__
 from xtoken_align.errors import XTokenError
+from xtoken_align.vocab import load_vocab
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
@@ -46,8 +47,8 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def create_app(settings: Settings, workspace: Workspace | None = None) -> FastAPI:
-    """Build the app; opens (or creates) the workspace unless one is given."""
+def create_app(settings: Settings, workspace: Workspace | None = None, load: VocabLoader = load_vocab) -> FastAPI:
+    """Build the app; opens (or creates) the workspace unless one is given, loading its tokenizers with `load`."""
     app = FastAPI(
         title="xtoken-align",
         version=__version__,
@@ -55,8 +56,8 @@ def create_app(settings: Settings, workspace: Workspace | None = None) -> FastAP
         docs_url=None,  # served below from the installed swagger-ui-bundle, not a CDN
     )
     app.state.settings = settings
-    app.state.workspace = workspace or Workspace(
-        settings.workspace, settings.student, list(settings.teachers), list(settings.projections) or None
+    app.state.workspace = workspace or Workspace.open(
+        settings.workspace, settings.student, settings.teachers, settings.projections or None, load=load
     )
 
     @app.middleware("http")

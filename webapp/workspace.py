@@ -7,7 +7,11 @@
 
 Opening a workspace with other tokenizers than it was made for is refused. Everything the web
 routes need per teacher (current rows, columns, per-token W summaries for search) lives in
-`TeacherState`, kept in step with the store on every edit.
+`TeacherState`, kept in step with the store on every edit. Values derived from the whole current W
+(the diagnosis) are kept by `Workspace.derived` until the next edit, undo or redo.
+
+A workspace does not load tokenizers itself: it is given the vocabularies, or `Workspace.open` loads
+them with the loader it is given (`load_vocab` unless told otherwise).
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -30,6 +36,9 @@ from xtoken_align.io import load_projection, save_projection
 from xtoken_align.projection import Projection, TokenizerInfo, build_projection
 from xtoken_align.rules import ONE_HOT_RULES, RULE_CODES, RuleContext
 from xtoken_align.vocab import Vocab, load_vocab
+
+VocabLoader = Callable[[str], Vocab]  # a tokenizer source -> its canonical vocabulary
+T = TypeVar("T")
 
 
 class UnknownTeacher(XTokenError):
@@ -102,26 +111,36 @@ class TeacherState:
                 self.teacher_matched[col] |= rule in ONE_HOT_RULES
 
 
+def _check_projections(projections: Sequence[str] | None, teachers: int) -> None:
+    if projections and len(projections) != teachers:
+        raise XTokenError(f"{len(projections)} --projection files for {teachers} teachers; give one per teacher")
+
+
 class Workspace:
+    """The vocabularies, W and edits of one workspace folder. The constructor takes the vocabularies
+    loaded; `Workspace.open` loads them from their sources with the loader it is given."""
+
     def __init__(
-        self, folder: Path, student: str, teachers: list[str], projections: list[str] | None = None, log=print
+        self,
+        folder: Path,
+        student: Vocab,
+        teachers: Sequence[Vocab],
+        projections: Sequence[str] | None = None,
+        log: Callable[[str], None] = print,
     ) -> None:
-        if projections and len(projections) != len(teachers):
-            raise XTokenError(
-                f"{len(projections)} --projection files for {len(teachers)} teachers; give one per teacher"
-            )
+        _check_projections(projections, len(teachers))
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
-        log(f"loading student {student}")
-        self.student = load_vocab(student)
+        self.revision = 0  # bumped by every edit, undo and redo: the current W changed
+        self._derived: dict[str, tuple[int, Hashable, Any]] = {}
+        self._derived_lock = threading.Lock()
+        self.student = student
         self.student_index = VocabIndex(self.student)
         self.store = EditStore(folder / "edits.sqlite")
         self.teachers: dict[str, TeacherState] = {}
-        vocabs = {}
-        for source in teachers:
-            log(f"loading teacher {source}")
-            vocab = load_vocab(source)
+        vocabs: dict[str, Vocab] = {}
+        for vocab in teachers:
             vocabs[self._key(vocab.name, vocabs)] = vocab
         self._check_manifest(
             {
@@ -133,6 +152,26 @@ class Workspace:
             base = self._base_projection(key, vocab, projections[position] if projections else None, log)
             context = RuleContext(self.student, vocab)
             self.teachers[key] = TeacherState(key, vocab, base, VocabIndex(vocab), context, self.store.rows(key))
+
+    @classmethod
+    def open(
+        cls,
+        folder: Path,
+        student: str,
+        teachers: Sequence[str],
+        projections: Sequence[str] | None = None,
+        load: VocabLoader = load_vocab,
+        log: Callable[[str], None] = print,
+    ) -> Workspace:
+        """The workspace for these tokenizer sources, each loaded with `load` (`xtoken-align serve` opens it so)."""
+        _check_projections(projections, len(teachers))
+        log(f"loading student {student}")
+        student_vocab = load(student)
+        teacher_vocabs = []
+        for source in teachers:
+            log(f"loading teacher {source}")
+            teacher_vocabs.append(load(source))
+        return cls(folder, student_vocab, teacher_vocabs, projections, log)
 
     def teacher(self, key: str) -> TeacherState:
         try:
@@ -149,6 +188,7 @@ class Workspace:
             row = normalise_row(entries, current, state.vocab.size, allow_empty=allow_empty)
             change = self.store.set_row(key, sid, version, current, row, note)
             state.apply(change)
+            self.revision += 1
         return change
 
     def step(self, key: str, forward: bool) -> Change | None:
@@ -157,7 +197,22 @@ class Workspace:
             change = self.store.redo(key) if forward else self.store.undo(key)
             if change:
                 state.apply(change)
+                self.revision += 1
         return change
+
+    def derived(self, name: str, params: Hashable, compute: Callable[[], T]) -> T:
+        """`compute()`, kept under `name` until W changes (an edit, undo or redo) or `params` differ.
+
+        One value per name; callers asking for the same name wait for one computation. A value may be
+        newer than the revision it is kept under (an edit landed while computing), never older.
+        """
+        with self._derived_lock:
+            revision = self.revision
+            kept = self._derived.get(name)
+            if kept is None or kept[:2] != (revision, params):
+                kept = (revision, params, compute())
+                self._derived[name] = kept
+            return kept[2]
 
     def export(self, key: str) -> Projection:
         state = self.teacher(key)

@@ -1,7 +1,7 @@
 // Export: download the current W (base + edits) in every format we write.
 import { api } from "../api.js";
-import { currentTeacher, state } from "../app.js";
 import { h } from "../dom.js";
+import { currentTeacher, state } from "../state.js";
 
 const FORMATS = [
   ["safetensors", "W.safetensors + sidecar (zip)", "Our format: CSR arrays, provenance, both tokenizers' fingerprints, rule config and the edit history."],

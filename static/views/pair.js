@@ -1,7 +1,7 @@
 // Pair view: one text tokenised by student and teacher, byte-offset chunks, and W rows on hover.
 import { api } from "../api.js";
-import { currentTeacher, go, state } from "../app.js";
 import { colour, glyphs, h, weight } from "../dom.js";
+import { currentTeacher, go, state } from "../state.js";
 
 const SAMPLE = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May? 48 + 24 = 72\n    return 1234";
 

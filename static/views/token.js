@@ -1,8 +1,8 @@
 // Token inspector: bytes, category, the other side's spelling, and the W row editor (student
 // tokens) or the W column (teacher tokens). Saves carry the row version: a stale save gets 409.
 import { api, ApiError } from "../api.js";
-import { currentTeacher, go, state } from "../app.js";
 import { glyphs, h, toast, weight } from "../dom.js";
+import { currentTeacher, go, state } from "../state.js";
 
 export async function renderToken(main, route) {
   const [side, idText] = route.args;

@@ -1,7 +1,7 @@
 // Vocabulary browser: server-side search, filters, sort and paging; every control is in the URL.
 import { api } from "../api.js";
-import { currentTeacher, go, state } from "../app.js";
 import { glyphs, h, weight } from "../dom.js";
+import { currentTeacher, go, state } from "../state.js";
 
 const PAGE = 50;
 
