@@ -28,7 +28,7 @@ def student_summary(student: Vocab, state: TeacherState, sid: int) -> TokenSumma
         category=student.categories[sid],
         degree=int(state.degrees[sid]),
         rule=state.rules[sid],
-        matched=state.rules[sid] in ("exact", "special"),
+        matched=bool(state.student_matched[sid]),
         top=entries(state.vocab, state.row(sid)[1]),
     )
 

@@ -117,6 +117,24 @@ class Chunks:
     def total(self) -> int:
         return int(self.count.sum())
 
+    def members(self) -> list[tuple[list[int], list[int]]]:
+        """Per chunk, the positions of its student tokens and of its teacher tokens."""
+        return chunk_members(self.student, self.teacher, self.total)
+
+
+def chunk_members(student: np.ndarray, teacher: np.ndarray, total: int) -> list[tuple[list[int], list[int]]]:
+    """Per chunk id 0..total-1, (student positions, teacher positions) in it; -1 is no chunk.
+
+    >>> chunk_members(np.array([0, 1]), np.array([0, 0, -1, 1]), 2)
+    [([0], [0, 1]), ([1], [3])]
+    """
+    members: list[tuple[list[int], list[int]]] = [([], []) for _ in range(total)]
+    for side, chunks in enumerate((student, teacher)):
+        for position, chunk in enumerate(chunks.tolist()):
+            if chunk >= 0:
+                members[chunk][side].append(position)
+    return members
+
 
 def align_chunks(s: Spans, t: Spans) -> Chunks:
     """Chunks of two tokenisations of the same texts (see the module docstring).

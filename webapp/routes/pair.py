@@ -40,13 +40,7 @@ def pair_view(request: PairRequest, workspace: WorkspaceDep, settings: SettingsD
         PairToken(id=i, piece=teacher.pieces[i], display=teacher.display(i), start=a, end=b, chunk=c)
         for i, a, b, c in zip(*(x.tolist() for x in (t.ids, t.start, t.end, chunks.teacher)), strict=True)
     ]
-    members: list[tuple[list[int], list[int]]] = [([], []) for _ in range(chunks.total)]
-    for position, chunk in enumerate(chunks.student.tolist()):
-        if chunk >= 0:
-            members[chunk][0].append(position)
-    for position, chunk in enumerate(chunks.teacher.tolist()):
-        if chunk >= 0:
-            members[chunk][1].append(position)
+    members = chunks.members()
     view_chunks = [
         Chunk(
             start=s_tokens[s_members[0]].start,
