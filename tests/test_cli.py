@@ -92,7 +92,7 @@ def test_build_score_export_import_round_trip(run_cli, tmp_path) -> None:
     back = tmp_path / "back.safetensors"
     imported = run_cli("import", str(pt), "--student", "demo:llama3", "--teacher", "demo:qwen3", "-o", str(back))
     assert imported.returncode == 0, imported.stderr
-    from xtoken_align.io import load_projection
+    from xtoken_align.formats import load_projection
 
     original, reloaded = load_projection(w), load_projection(back)
     assert (original.matrix != reloaded.matrix).nnz == 0

@@ -25,7 +25,7 @@ from web_fixtures import STUDENT, TEACHER_KEYS, TEACHERS, client_for, copy_works
 
 from webapp.workspace import Workspace
 from xtoken_align.errors import XTokenError
-from xtoken_align.io import load_projection, save_projection
+from xtoken_align.formats import load_projection, save_projection
 from xtoken_align.rules import RULE_CODES
 
 pytest_plugins = ["web_fixtures"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from xtoken_align.io import load_projection
+from xtoken_align.formats import load_projection
 
 pytestmark = pytest.mark.slow
 

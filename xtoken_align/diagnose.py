@@ -38,7 +38,7 @@ from xtoken_align.categories import CATEGORY_ORDER, category_rank, is_numeral
 from xtoken_align.diagnose_corpus import corpus_mass
 from xtoken_align.diagnose_html import diagnose_figures, diagnose_html
 from xtoken_align.errors import XTokenError
-from xtoken_align.io import check_tokenizers
+from xtoken_align.formats import check_tokenizers
 from xtoken_align.projection import Projection, build_projection
 from xtoken_align.reports import diagnose_text
 from xtoken_align.score import common_set

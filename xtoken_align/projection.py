@@ -4,7 +4,8 @@
 `xtoken_align.config`), sums duplicate entries, keeps the top K per row by raw score, and
 normalises each row to 1. Every entry remembers the rule that made it and its raw score.
 `Projection.check` states what a valid W is (shape, finite, non-negative, rows summing to 1).
-Left out: files (`xtoken_align.io`) and scoring (`xtoken_align.score`).
+`summarise_build` says what a build made (`BuildSummary`, what `xtoken-align build` prints).
+Left out: files (`xtoken_align.formats`) and scoring (`xtoken_align.score`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import BaseModel
 from tqdm import tqdm
 
 from xtoken_align import __version__
@@ -136,6 +139,72 @@ def build_projection(
         parts.append((RULE_CODES.index(rule.name), entries))
     matrix, rules, scores = _assemble(parts, (student.size, teacher.size), config.top_k)
     return Projection(matrix, rules, scores, TokenizerInfo.of(student), TokenizerInfo.of(teacher), config)
+
+
+class UnmatchedSpecial(BaseModel):
+    """A special student token with no teacher counterpart: its row of W is empty."""
+
+    id: int
+    piece: str
+    roles: list[str]
+
+
+class BuildSummary(BaseModel):
+    """What a build wrote and what W holds: the document `xtoken-align build --json` prints."""
+
+    path: str
+    sidecar: str
+    seconds: float
+    student: str
+    teacher: str
+    shape: list[int]  # [V_S, V_T]
+    entries: int
+    top_k: int | None  # None for a W imported from another tool
+    rows_by_rule: dict[str, int]  # filled rows by the rule of their heaviest entry, in rule order
+    unmatched_special: list[UnmatchedSpecial]  # placeholder specials (`special:unused`) left out
+
+
+def summarise_build(projection: Projection, student: Vocab, path: str | Path, seconds: float) -> BuildSummary:
+    """Summarise W as built for `student` and saved at `path` (sidecar beside it as .json)."""
+    m = projection.matrix
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    order = np.lexsort((m.indices, -m.data, rows))  # per row: heaviest first, then lower teacher id
+    leading = order[np.flatnonzero(np.diff(rows[order], prepend=-1))]  # each filled row's first entry
+    counts = np.bincount(projection.rules[leading], minlength=len(RULE_CODES))
+    empty = set(projection.empty_rows().tolist())
+    unmatched = [
+        UnmatchedSpecial(id=i, piece=student.pieces[i], roles=list(student.special[i]))
+        for i in sorted(student.special)
+        if i in empty and student.categories[i] != "special:unused"
+    ]
+    return BuildSummary(
+        path=str(path),
+        sidecar=str(Path(path).with_suffix(".json")),
+        seconds=seconds,
+        student=projection.student.name,
+        teacher=projection.teacher.name,
+        shape=list(projection.shape),
+        entries=int(m.nnz),
+        top_k=projection.config.top_k if projection.config else None,
+        rows_by_rule={rule: int(n) for rule, n in zip(RULE_CODES, counts, strict=True) if n},
+        unmatched_special=unmatched,
+    )
+
+
+def build_text(summary: BuildSummary) -> str:
+    """What `xtoken-align build` prints: the files, W's size, rows by leading rule, unmatched specials."""
+    from xtoken_align.reports import table
+
+    v_s, v_t = summary.shape
+    lines = [
+        f"wrote {summary.path} and {Path(summary.sidecar).name} in {summary.seconds:.1f} s",
+        f"W {v_s:,} x {v_t:,}, {summary.entries:,} entries, K = {summary.top_k if summary.top_k is not None else '?'}",
+        table(["rows led by rule", "rows"], [[rule, n] for rule, n in summary.rows_by_rule.items()]),
+    ]
+    if summary.unmatched_special:
+        names = ", ".join(f"{s.piece} ({'/'.join(s.roles)})" for s in summary.unmatched_special)
+        lines.append(f"special tokens with no teacher counterpart (empty rows): {names}")
+    return "\n".join(lines)
 
 
 def _assemble(parts: list[tuple[int, Entries]], shape: tuple[int, int], top_k: int):

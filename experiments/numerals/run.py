@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--device cuda: no CUDA device is visible to torch")
 
     from xtoken_align.distill.models import tiny_model
-    from xtoken_align.io import save_projection
+    from xtoken_align.formats import save_projection
     from xtoken_align.projection import build_projection
     from xtoken_align.restrict import restrict
     from xtoken_align.vocab import load_vocab
