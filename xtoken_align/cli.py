@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from xtoken_align import __version__
 from xtoken_align.errors import XTokenError
@@ -243,7 +243,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"xtoken-align: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
 
 
-def _emit(report: dict | BaseModel, as_json: bool, render: Callable) -> None:
+def _emit(report: dict | BaseModel, as_json: bool, render: Callable[[Any], str]) -> None:
     """Print `report` as one JSON document with --json, else as `render` makes it for people."""
     if not as_json:
         print(render(report))
