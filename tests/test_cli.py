@@ -92,7 +92,7 @@ def test_build_score_export_import_round_trip(run_cli, tmp_path) -> None:
     back = tmp_path / "back.safetensors"
     imported = run_cli("import", str(pt), "--student", "demo:llama3", "--teacher", "demo:qwen3", "-o", str(back))
     assert imported.returncode == 0, imported.stderr
-    from xtoken_align.io import load_projection
+    from xtoken_align.formats import load_projection
 
     original, reloaded = load_projection(w), load_projection(back)
     assert (original.matrix != reloaded.matrix).nnz == 0
@@ -123,3 +123,70 @@ def test_score_refuses_truncated_w(run_cli, tmp_path) -> None:
     w.write_bytes(w.read_bytes()[:1000])
     result = run_cli("score", str(w))
     assert result.returncode == 2 and "do not match its sidecar" in result.stderr and "Traceback" not in result.stderr
+
+
+def one_document(result) -> dict:
+    """The whole of stdout as one JSON document (json.loads refuses anything before or after it)."""
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_build_export_import_json(run_cli, tmp_path) -> None:
+    import numpy as np
+    import polars as pl
+
+    from xtoken_align.formats import load_projection
+
+    pair = ("--student", "demo:llama3", "--teacher", "demo:qwen3")
+    w = tmp_path / "W.safetensors"
+    built = one_document(run_cli("build", *pair, "-o", str(w), "--json"))
+    projection = load_projection(w)
+    assert (built["path"], built["sidecar"]) == (str(w), str(w.with_suffix(".json")))
+    assert built["shape"] == [128_256, 151_669] and built["entries"] == projection.matrix.nnz
+    assert sum(built["rows_by_rule"].values()) == int(np.sum(np.diff(projection.matrix.indptr) > 0))
+    assert built["top_k"] == projection.config.top_k and built["rows_by_rule"]["digits"] > 1_000
+    unmatched = {s["piece"]: s for s in built["unmatched_special"]}
+    bos = unmatched["<|begin_of_text|>"]
+    assert bos["roles"] == ["bos"] and not projection.row(bos["id"])  # listed because its row is empty
+
+    pt, rows = tmp_path / "W.pt", 128_256 + 64
+    exported = one_document(
+        run_cli("export", str(w), "--format", "nemo", "-o", str(pt), "--bf16", "--student-rows", str(rows), "--json")
+    )
+    assert (exported["format"], exported["dtype"], exported["student_rows"]) == ("nemo", "bfloat16", rows)
+    assert exported["files"] == [str(pt)] and pt.is_file() and exported["entries"] == projection.matrix.nnz
+
+    csv = tmp_path / "W.csv"
+    table = one_document(run_cli("export", str(w), "--format", "csv", "-o", str(csv), "--json"))
+    assert table["format"] == "csv" and table["dtype"] is None
+    assert pl.read_csv(csv, infer_schema=False).height == table["entries"]  # a row per W entry
+
+    back = tmp_path / "back.safetensors"
+    result = run_cli("import", str(pt), *pair, "-o", str(back), "--json")
+    imported = one_document(result)
+    assert imported["output"] == str(back) and imported["entries"] == load_projection(back).matrix.nnz
+    assert (imported["dtype"], imported["shape"][0], imported["padding_rows_dropped"]) == ("bfloat16", rows, 64)
+    assert imported["rows_renormalised"] > 0 and imported["student_model_id"] == "demo:llama3"
+    assert "next: xtoken-align score" in result.stderr
+
+
+def test_restrict_json(run_cli, tmp_path) -> None:
+    from conftest import gsm8k
+
+    corpus, out, texts = tmp_path / "corpus.jsonl", tmp_path / "small", gsm8k("test")[:50]
+    corpus.write_text("".join(json.dumps({"text": text}) + "\n" for text in texts), encoding="utf-8")
+    result = run_cli("restrict", "demo:llama2", "--corpus", str(corpus), "-o", str(out), "--json")
+    summary = one_document(result)
+    kept = json.loads((out / "restriction.json").read_text(encoding="utf-8"))["kept"]
+    assert summary["folder"] == str(out) and summary["size"] == len(kept) == sum(summary["reasons"].values())
+    assert (summary["source"], summary["source_size"]) == ("llama2", 32_000) and summary["size"] < 32_000
+    assert summary["texts_checked"] == len(texts) and "next: xtoken-align vocab" in result.stderr
+
+
+def test_json_flag_keeps_errors_to_one_line(run_cli, tmp_path) -> None:
+    w = tmp_path / "W.safetensors"
+    assert run_cli("build", "--student", "demo:llama2", "--teacher", "demo:mistral-v1", "-o", str(w)).returncode == 0
+    result = run_cli("export", str(w), "--format", "csv", "-o", str(tmp_path / "W.csv"), "--bf16", "--json")
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.startswith("xtoken-align: error: --student-rows and --bf16 apply to --format nemo")
+    assert not (tmp_path / "W.csv").exists()

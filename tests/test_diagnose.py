@@ -257,7 +257,7 @@ def test_cli_json_text_html_and_csv(run_cli, tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_exits_2_without_traceback(run_cli, tmp_path: Path, extra: list[str], message: str) -> None:
-    from xtoken_align.io import save_projection
+    from xtoken_align.formats import save_projection
 
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "binary.txt").write_bytes(b"\x00\x01\x02\x89PNG")

@@ -19,7 +19,7 @@ from xtoken_align.distill.config import DistillConfig
 from xtoken_align.distill.models import tiny_model
 from xtoken_align.distill.runner import DistillRunner
 from xtoken_align.errors import XTokenError
-from xtoken_align.io import save_projection
+from xtoken_align.formats import save_projection
 from xtoken_align.projection import build_projection
 
 pytestmark = pytest.mark.slow
@@ -113,7 +113,7 @@ def test_same_tokenizer_kd_and_two_teachers_with_learned_w(assets, tmp_path: Pat
     curve = losses(tmp_path)
     assert {"kd/qwen", "kd/llama"} <= curve[0].keys()
     assert curve[-1]["loss"] < curve[0]["loss"]
-    from xtoken_align.io import load_projection
+    from xtoken_align.formats import load_projection
 
     learned = load_projection(tmp_path / "W-learned-qwen.safetensors", vocab("llama3"), vocab("qwen3"))
     original = load_projection(assets["w"])

@@ -25,7 +25,7 @@ from xtoken_align.distill.losses import (
     make_loss,
 )
 from xtoken_align.distill.sparse_w import ProjectionW
-from xtoken_align.io import load_projection, save_projection
+from xtoken_align.formats import load_projection, save_projection
 from xtoken_align.projection import Projection, TokenizerInfo, assemble_entries
 from xtoken_align.score import common_set
 

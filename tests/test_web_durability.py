@@ -15,7 +15,7 @@ import httpx
 import pytest
 from web_fixtures import Server
 
-from xtoken_align.io import load_projection
+from xtoken_align.formats import load_projection
 
 pytest_plugins = ["web_fixtures"]
 pytestmark = pytest.mark.slow

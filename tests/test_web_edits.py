@@ -29,7 +29,7 @@ from web_fixtures import (
     put_row,
 )
 
-from xtoken_align.io import load_projection
+from xtoken_align.formats import load_projection
 
 pytest_plugins = ["web_fixtures"]
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import vocab
 from web_fixtures import LLAMA3, MISTRAL, STUDENT, client_for, copy_workspace, download, pid, put_row
 
-from xtoken_align.io import load_projection
+from xtoken_align.formats import load_projection
 
 pytest_plugins = ["web_fixtures"]
 

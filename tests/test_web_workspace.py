@@ -13,7 +13,7 @@ from conftest import vocab
 from web_fixtures import MISTRAL, STUDENT, TEACHER_KEYS, TEACHERS, copy_workspace, open_workspace
 
 from xtoken_align.errors import XTokenError
-from xtoken_align.io import load_projection, save_projection
+from xtoken_align.formats import load_projection, save_projection
 
 pytest_plugins = ["web_fixtures"]
 

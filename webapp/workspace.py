@@ -32,7 +32,7 @@ from webapp.store import Change, EditStore
 from xtoken_align.atomic import write_atomic
 from xtoken_align.edits import Row, apply_rows, normalise_row
 from xtoken_align.errors import XTokenError
-from xtoken_align.io import load_projection, save_projection
+from xtoken_align.formats import load_projection, save_projection
 from xtoken_align.projection import Projection, TokenizerInfo, build_projection
 from xtoken_align.rules import ONE_HOT_RULES, RULE_CODES, RuleContext
 from xtoken_align.vocab import Vocab, load_vocab

@@ -18,7 +18,7 @@ from xtoken_align import __version__
 from xtoken_align.errors import XTokenError
 from xtoken_align.report import Report
 
-EXPORT_SUFFIXES = {"nemo": ".pt", "csv": ".csv", "parquet": ".parquet"}
+EXPORT_FORMATS = ["nemo", "csv", "parquet"]  # keys of formats.EXPORT_SUFFIXES; safetensors is what W already is
 SOURCE_HELP = (
     "tokenizer source: demo:NAME, a tokenizer.json or folder, a .tiktoken file "
     "(tiktoken:PATTERN:PATH to name the pattern), a SentencePiece .model, or a hub id ORG/NAME"
@@ -43,10 +43,10 @@ def cmd_overlap(args: argparse.Namespace) -> None:
 def cmd_build(args: argparse.Namespace) -> None:
     import time
 
+    from xtoken_align.build_summary import build_text, summarise_build
     from xtoken_align.config import BuildConfig
-    from xtoken_align.io import save_projection
+    from xtoken_align.formats import save_projection
     from xtoken_align.projection import build_projection
-    from xtoken_align.reports import build_text
 
     config = BuildConfig.from_file(args.config) if args.config else BuildConfig()
     if args.top_k is not None:
@@ -56,7 +56,7 @@ def cmd_build(args: argparse.Namespace) -> None:
     student, teacher = load_vocabs(args.student, args.teacher)
     projection = build_projection(student, teacher, config)
     path = save_projection(projection, args.output)
-    print(build_text(projection, student, path, time.perf_counter() - started))
+    _emit(summarise_build(projection, student, path, time.perf_counter() - started), args.json, build_text)
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -71,43 +71,37 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    from xtoken_align.formats import EXPORT_SUFFIXES, export, export_text, load_projection
+
     _check_output(args.output, EXPORT_SUFFIXES[args.format], f"--format {args.format}")
-    if args.format == "nemo":
-        import torch
-
-        from xtoken_align.distill.reference_format import export_reference
-        from xtoken_align.io import load_projection
-
-        projection = load_projection(args.projection)
-        dtype = torch.bfloat16 if args.bf16 else torch.float32
-        path = export_reference(projection, args.output, student_rows=args.student_rows, dtype=dtype)
+    if args.format != "nemo" and (args.student_rows is not None or args.bf16):
+        raise XTokenError(f"--student-rows and --bf16 apply to --format nemo, not {args.format}")
+    if args.format == "nemo":  # the .pt records model ids only: no tokenizer to load
+        projection, student, teacher = load_projection(args.projection), None, None
     else:
-        from xtoken_align.io import export_table
-
         projection, student, teacher = _open_projection(args)
-        path = export_table(projection, student, teacher, args.output, args.format)
-    print(f"wrote {path} ({args.format})")
+    summary = export(
+        projection, student, teacher, args.output, args.format, student_rows=args.student_rows, bf16=args.bf16
+    )
+    _emit(summary, args.json, export_text)
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    from xtoken_align.distill.reference_format import import_reference
-    from xtoken_align.io import save_projection
+    from xtoken_align.formats import import_reference, import_text, save_projection
 
     _check_output(args.output, ".safetensors")
     student, teacher = load_vocabs(args.student, args.teacher)
     projection, summary = import_reference(args.file, student, teacher)
     path = save_projection(projection, args.output)
-    print(f"wrote {path}: {projection.matrix.nnz:,} entries")
-    for key, value in summary.items():
-        print(f"  {key}: {value}")
-    print(f"next: xtoken-align score {path}")
+    _emit(summary.model_copy(update={"output": str(path)}), args.json, import_text)
+    print(f"next: xtoken-align score {path}", file=sys.stderr if args.json else sys.stdout)
 
 
 def cmd_diagnose(args: argparse.Namespace) -> None:
     from xtoken_align import diagnose as diagnosis
     from xtoken_align.atomic import write_atomic
     from xtoken_align.corpus import default_corpus, read_corpus
-    from xtoken_align.io import load_projection
+    from xtoken_align.formats import load_projection
 
     if args.projection and len(args.projection) != len(args.teacher):
         raise XTokenError(
@@ -142,7 +136,7 @@ def cmd_restrict(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from xtoken_align.corpus import read_corpus
-    from xtoken_align.restrict import restrict
+    from xtoken_align.restrict import restrict, restrict_text
 
     out = Path(args.output)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -152,10 +146,7 @@ def cmd_restrict(args: argparse.Namespace) -> None:
     texts = [text for corpus in args.corpus for text in read_corpus(corpus)]
     (vocab,) = load_vocabs(args.source)
     restriction = restrict(vocab, texts, keep_numerals=not args.drop_numerals)
-    restriction.save(out)
-    kept = ", ".join(f"{reason} {count:,}" for reason, count in restriction.reasons.items())
-    print(f"{vocab.name}: {vocab.size:,} -> {restriction.size:,} tokens ({kept})")
-    print(f"tokenizes all {restriction.texts_checked:,} corpus texts exactly as {vocab.name} does; wrote {out}")
+    _emit(restriction.summary(restriction.save(out)), args.json, restrict_text)
     print(f"next: xtoken-align vocab {out}", file=sys.stderr)
 
 
@@ -175,14 +166,14 @@ def load_vocabs(*sources: str) -> list:
 
 def _open_projection(args: argparse.Namespace):
     """A W file and its two tokenizers, reopened from the sidecar unless given on the command line."""
-    from xtoken_align.io import check_tokenizers, load_projection
+    from xtoken_align.formats import load_projection
 
     projection = load_projection(args.projection)
     student, teacher = load_vocabs(
         getattr(args, "student", None) or projection.student.source,
         getattr(args, "teacher", None) or projection.teacher.source,
     )
-    check_tokenizers(projection, student, teacher)
+    projection.check_tokenizers(student, teacher)
     return projection, student, teacher
 
 
@@ -283,6 +274,7 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
     build.add_argument("-o", "--output", required=True, help="W file to write (.safetensors; sidecar .json beside)")
     build.add_argument("--config", help="rules config, YAML or JSON (default: the paper's rules, K = 4)")
     build.add_argument("--top-k", type=positive_int, help="entries kept per row (overrides the config)")
+    build.add_argument("--json", action="store_true", help="print JSON")
     build.set_defaults(run=cmd_build)
 
     score = commands.add_parser("score", help="coverage, off-piece mass and corpus agreement of a W")
@@ -296,11 +288,12 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
 
     export = commands.add_parser("export", help="write W for NeMo-RL/TRL (.pt) or as a CSV/Parquet table")
     export.add_argument("projection", metavar="W", help="W file (.safetensors)")
-    export.add_argument("--format", required=True, choices=["nemo", "csv", "parquet"])
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS)
     export.add_argument("-o", "--output", required=True, help="file to write")
     export.add_argument("--student-rows", type=positive_int, help="nemo: pad rows to the model's vocabulary size")
     export.add_argument("--bf16", action="store_true", help="nemo: bfloat16 likelihoods, as the reference tools")
     _tokenizer_overrides(export)
+    export.add_argument("--json", action="store_true", help="print JSON")
     export.set_defaults(run=cmd_export)
 
     imp = commands.add_parser("import", help="read a NeMo-RL/TRL X-Token .pt W file")
@@ -308,6 +301,7 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
     imp.add_argument("--student", required=True, help=SOURCE_HELP)
     imp.add_argument("--teacher", required=True, help="teacher tokenizer source, same forms")
     imp.add_argument("-o", "--output", required=True, help="W file to write (.safetensors)")
+    imp.add_argument("--json", action="store_true", help="print JSON")
     imp.set_defaults(run=cmd_import)
 
     diag = commands.add_parser("diagnose", help="which student tokens each teacher's GOLD partition pushes down")
@@ -338,6 +332,7 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
     restrict.add_argument("--corpus", required=True, action="append", help="JSONL or text file (repeatable)")
     restrict.add_argument("-o", "--output", required=True, help="new folder for tokenizer.json + restriction.json")
     restrict.add_argument("--drop-numerals", action="store_true", help="keep only the numerals the corpus uses")
+    restrict.add_argument("--json", action="store_true", help="print JSON")
     restrict.set_defaults(run=cmd_restrict)
 
     fetch = commands.add_parser("fetch-demos", help="fetch the demo tokenizers into the user cache")

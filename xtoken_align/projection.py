@@ -127,6 +127,22 @@ class Projection:
         """Row sums accumulated in float64 (float32 accumulation alone drifts past 1e-6)."""
         return np.bincount(self.entry_rows(), weights=self.matrix.data.astype(np.float64), minlength=self.shape[0])
 
+    def check_tokenizers(self, student: Vocab | None, teacher: Vocab | None) -> None:
+        """Refuse a W built for other tokenizers, naming the side that differs (None: not checked)."""
+        for side, expected, vocab in (("student", self.student, student), ("teacher", self.teacher, teacher)):
+            if vocab is None:
+                continue
+            if vocab.size != expected.size:
+                raise XTokenError(
+                    f"{side} tokenizer {vocab.name} has {vocab.size:,} tokens but W was built for "
+                    f"{expected.name} with {expected.size:,}"
+                )
+            if vocab.fingerprint != expected.fingerprint:
+                raise XTokenError(
+                    f"{side} tokenizer {vocab.name} is not the one W was built for ({expected.name}): "
+                    "canonical vocabulary fingerprints differ"
+                )
+
     def check(self, regular_rows: np.ndarray | None = None) -> None:
         """Raise XTokenError naming the first problem: shape, NaN, negative or out-of-range
         weights, non-empty rows not summing to 1, or (given `regular_rows`) an empty regular row."""

@@ -10,6 +10,7 @@ Why that is exact: BPE fires, at each step, the lowest-ranked merge among adjace
 that fires on a corpus word builds a piece of one of its final tokens, so it is kept, and the merges
 that are gone never fired there: the corpus tokenizes exactly as before (`restrict` checks it). Other
 text falls back to shorter kept pieces, down to single bytes: it still round-trips.
+`Restriction.summary` says what was kept (`RestrictSummary`, what `xtoken-align restrict` prints).
 """
 
 from __future__ import annotations
@@ -23,10 +24,32 @@ from tokenizers import Tokenizer
 
 from xtoken_align.categories import is_numeral
 from xtoken_align.errors import XTokenError
+from xtoken_align.report import Report
 from xtoken_align.tokenizer_folder import role_config, save_tokenizer_folder
 from xtoken_align.vocab import Vocab
 
 BATCH = 1024
+
+
+class RestrictSummary(Report):
+    """What a restriction kept and where it was saved: the document `restrict --json` prints."""
+
+    source: str  # the original tokenizer's name
+    source_size: int
+    size: int  # tokens kept
+    reasons: dict[str, int]  # tokens kept for each reason, in the order the reasons were applied
+    texts_checked: int  # corpus texts that tokenize exactly as before
+    folder: str | None  # where it was saved, once saved
+
+
+def restrict_text(summary: RestrictSummary) -> str:
+    """Two lines: `llama3: 128,256 -> 5,210 tokens (corpus 3,120, ...)` and what was checked."""
+    kept = ", ".join(f"{reason} {count:,}" for reason, count in summary.reasons.items())
+    wrote = f"; wrote {summary.folder}" if summary.folder else ""
+    return (
+        f"{summary.source}: {summary.source_size:,} -> {summary.size:,} tokens ({kept})\n"
+        f"tokenizes all {summary.texts_checked:,} corpus texts exactly as {summary.source} does{wrote}"
+    )
 
 
 @dataclass
@@ -42,6 +65,17 @@ class Restriction:
     @property
     def size(self) -> int:
         return len(self.kept)
+
+    def summary(self, folder: str | Path | None = None) -> RestrictSummary:
+        """What was kept, and why; `folder`: where it was saved."""
+        return RestrictSummary(
+            source=self.source.name,
+            source_size=self.source.size,
+            size=self.size,
+            reasons=dict(self.reasons),
+            texts_checked=self.texts_checked,
+            folder=str(folder) if folder is not None else None,
+        )
 
     def save(self, folder: str | Path) -> Path:
         """Write tokenizer.json, tokenizer_config.json (roles) and restriction.json (the id map) as one

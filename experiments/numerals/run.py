@@ -104,10 +104,9 @@ def study_texts(data: dict) -> list[str]:
 def common_sets(student, teacher, projection) -> dict:
     """What GOLD (raw string matches) and H-KL (W's top weight >= 0.6) each treat as common."""
     from xtoken_align.distill.sparse_w import ProjectionW
-    from xtoken_align.score import common_set
 
     gold = dict(zip(*(ids.tolist() for ids in ProjectionW.string_common_set(student, teacher)), strict=True))
-    hkl = common_set(projection)
+    hkl = projection.common_set()
     multi = {i for i, c in enumerate(student.categories) if c in ("digits:2", "digits:3", "digits:4+")}
     return {
         "gold": len(gold), "hkl": len(hkl), "same_pairs": len(set(gold.items()) & set(hkl.items())),
@@ -237,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--device cuda: no CUDA device is visible to torch")
 
     from xtoken_align.distill.models import tiny_model
-    from xtoken_align.io import save_projection
+    from xtoken_align.formats import save_projection
     from xtoken_align.projection import build_projection
     from xtoken_align.restrict import restrict
     from xtoken_align.vocab import load_vocab

@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from webapp.deps import WorkspaceDep
-from xtoken_align.io import export_table, save_projection
+from xtoken_align.formats import EXPORT_SUFFIXES, export
 
 router = APIRouter(tags=["export"])
 MEDIA = {
@@ -28,26 +28,27 @@ MEDIA = {
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def export(teacher: str, fmt: Literal["safetensors", "nemo", "csv", "parquet"], workspace: WorkspaceDep) -> Response:
+def export_projection(
+    teacher: str, fmt: Literal["safetensors", "nemo", "csv", "parquet"], workspace: WorkspaceDep
+) -> Response:
     """safetensors: a zip of W.safetensors and its sidecar (edit history included); nemo: the
     NeMo-RL/TRL `.pt` (indices, likelihoods); csv/parquet: one row per W entry."""
     state = workspace.teacher(teacher)
-    projection = workspace.export(state.key)
     stem = f"W-{workspace.student.name}-{state.key}"
     with tempfile.TemporaryDirectory() as folder:
-        if fmt == "safetensors":
-            path = save_projection(projection, Path(folder) / f"{stem}.safetensors")
-            buffer = io.BytesIO()
-            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-                archive.write(path, path.name)
-                archive.write(path.with_suffix(".json"), path.with_suffix(".json").name)
-            body, name = buffer.getvalue(), f"{stem}.zip"
-        elif fmt == "nemo":
-            from xtoken_align.distill.reference_format import export_reference
-
-            path = export_reference(projection, Path(folder) / f"{stem}.pt")
-            body, name = path.read_bytes(), path.name
+        path = Path(folder) / f"{stem}{EXPORT_SUFFIXES[fmt]}"
+        summary = export(workspace.export(state.key), workspace.student, state.vocab, path, fmt)
+        if len(summary.files) > 1:  # W and its sidecar travel together, as one zip
+            body, name = _zip([Path(f) for f in summary.files]), f"{stem}.zip"
         else:
-            path = export_table(projection, workspace.student, state.vocab, Path(folder) / f"{stem}.{fmt}", fmt)
             body, name = path.read_bytes(), path.name
     return Response(body, media_type=MEDIA[fmt], headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _zip(paths: list[Path]) -> bytes:
+    """The files as one deflated zip, each under its own name."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in paths:
+            archive.write(path, path.name)
+    return buffer.getvalue()

@@ -46,7 +46,6 @@ from xtoken_align.diagnose.report import (
     unmatched_critical_csv,
 )
 from xtoken_align.errors import XTokenError
-from xtoken_align.io import check_tokenizers
 from xtoken_align.projection import Projection, TokenizerInfo, build_projection
 from xtoken_align.spans import encode_spans
 from xtoken_align.vocab import Vocab
@@ -102,7 +101,7 @@ def diagnose(
     for teacher, projection in teachers:
         same = teacher.fingerprint == student.fingerprint
         if projection is not None:
-            check_tokenizers(projection, student, teacher)
+            projection.check_tokenizers(student, teacher)
         elif not same:
             projection = build_projection(student, teacher, progress=False)
         strict = strict_set(student, teacher)

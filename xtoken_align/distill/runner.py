@@ -322,7 +322,7 @@ class DistillRunner:
 
     def _finish(self) -> None:
         from xtoken_align.distill.evaluate import plot_metrics
-        from xtoken_align.io import save_projection
+        from xtoken_align.formats import save_projection
 
         plot_metrics(self.out / "metrics.jsonl", self.out / "metrics.html")
         for plan in self.teachers:

@@ -11,7 +11,7 @@ columns, sparse.mm (COO or CSR, with Wᵀ or W) was about as fast forward but 35
 `project_logits` fuses the student softmax with the projection so that its backward costs one
 dense pass over the logits instead of three.
 
-Left out: building W (`xtoken_align.projection`), files (`xtoken_align.io`).
+Left out: building W (`xtoken_align.projection`), files (`xtoken_align.formats`).
 """
 
 from __future__ import annotations

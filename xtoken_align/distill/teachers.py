@@ -13,7 +13,7 @@ import torch
 
 from xtoken_align.distill.config import DistillConfig, LossSpec, TeacherSpec
 from xtoken_align.errors import XTokenError
-from xtoken_align.io import load_projection
+from xtoken_align.formats import load_projection
 from xtoken_align.projection import Projection
 from xtoken_align.vocab import Vocab, load_vocab
 

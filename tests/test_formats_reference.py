@@ -1,7 +1,9 @@
-"""The NeMo-RL / TRL X-Token `.pt` W file: export, import, the scale-trick leak, and refused input."""
+"""`formats.reference`: the NeMo-RL / TRL X-Token `.pt` W file: export, import, the scale-trick leak, and
+refused input. (That importing it needs no torch is checked in test_formats.py.)"""
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from pathlib import Path
 
@@ -10,8 +12,8 @@ import pytest
 import torch
 from conftest import vocab
 
-from xtoken_align.distill.reference_format import export_reference, import_reference
 from xtoken_align.errors import XTokenError
+from xtoken_align.formats.reference import export_reference, import_reference
 from xtoken_align.projection import Projection, build_projection
 from xtoken_align.rules import RULE_CODES
 from xtoken_align.score import off_piece_mass
@@ -107,11 +109,11 @@ def test_export_then_import_round_trips_exactly(clean_file: Path) -> None:
     assert imported.shape == built().shape
     assert set(imported.rules.tolist()) == {RULE_CODES.index("imported")}
     assert imported.config is None and imported.history[0]["action"] == "import"
-    assert summary["duplicate_entries_summed"] == 0 and summary["rows_renormalised"] == 0
-    assert summary["padding_rows_dropped"] == 0
-    assert summary["student_model_id"] == built().student.source
-    assert summary["teacher_model_id"] == built().teacher.source
-    assert summary["enable_scale_trick"] is False
+    assert summary.duplicate_entries_summed == 0 and summary.rows_renormalised == 0
+    assert summary.padding_rows_dropped == 0
+    assert summary.student_model_id == built().student.source
+    assert summary.teacher_model_id == built().teacher.source
+    assert summary.enable_scale_trick is False
 
 
 def test_exported_file_has_the_reference_layout(clean_file: Path) -> None:
@@ -140,7 +142,7 @@ def test_student_rows_pads_and_import_drops_the_padding(clean_file: Path, tmp_pa
     assert torch.all(payload["indices"][v_s:] == -1) and torch.all(payload["likelihoods"][v_s:] == 0)
     assert torch.equal(payload["indices"][:v_s], read(clean_file)["indices"])
     imported, summary = import_reference(path, vocab(STUDENT), vocab(TEACHER))
-    assert summary["padding_rows_dropped"] == extra and summary["padding_mass_dropped"] == 0
+    assert summary.padding_rows_dropped == extra and summary.padding_mass_dropped == 0
     assert same_matrix(imported, built())
 
 
@@ -154,7 +156,7 @@ def test_padding_rows_with_the_empty_row_signature_are_dropped(clean_file: Path,
     payload["indices"] = torch.cat([payload["indices"], pad_indices])
     payload["likelihoods"] = torch.cat([payload["likelihoods"], pad_likelihoods])
     imported, summary = import_reference(write(tmp_path / "W.pt", payload), vocab(STUDENT), vocab(TEACHER))
-    assert summary["padding_rows_dropped"] == extra and summary["padding_mass_dropped"] == pytest.approx(extra)
+    assert summary.padding_rows_dropped == extra and summary.padding_mass_dropped == pytest.approx(extra)
     assert same_matrix(imported, built())
 
 
@@ -166,10 +168,10 @@ def test_export_refuses_fewer_student_rows_than_the_vocabulary(tmp_path: Path) -
 
 @pytest.mark.slow
 def test_bfloat16_export_imports_with_rows_renormalised(tmp_path: Path) -> None:
-    path = export_reference(built(), tmp_path / "bf16.pt", dtype=torch.bfloat16)
+    path = export_reference(built(), tmp_path / "bf16.pt", bf16=True)
     assert read(path)["likelihoods"].dtype == torch.bfloat16
     imported, summary = import_reference(path, vocab(STUDENT), vocab(TEACHER))
-    assert summary["dtype"] == "bfloat16" and summary["rows_renormalised"] > 0
+    assert summary.dtype == "bfloat16" and summary.rows_renormalised > 0
     filled = np.diff(imported.matrix.indptr) > 0
     assert np.all(np.abs(imported.row_sums()[filled] - 1) <= 1e-6)
     original = built().matrix
@@ -182,7 +184,20 @@ def test_legacy_model_id_keys_are_read(clean_file: Path, tmp_path: Path) -> None
     payload = read(clean_file)
     payload["model_A_id"], payload["model_B_id"] = payload.pop("student_model_id"), payload.pop("teacher_model_id")
     _, summary = import_reference(write(tmp_path / "W.pt", payload), vocab(STUDENT), vocab(TEACHER))
-    assert (summary["student_model_id"], summary["teacher_model_id"]) == ("demo:llama3", "demo:qwen3")
+    assert (summary.student_model_id, summary.teacher_model_id) == ("demo:llama3", "demo:qwen3")
+
+
+def test_summary_is_recorded_in_history_and_saves_as_json(clean_file: Path, tmp_path: Path) -> None:
+    """A value a foreign file records as a tensor is kept as text: the summary and the W still save."""
+    from xtoken_align.formats import load_projection, save_projection
+
+    payload = read(clean_file)
+    payload["enable_scale_trick"] = torch.tensor(False)
+    imported, summary = import_reference(write(tmp_path / "W.pt", payload), vocab(STUDENT), vocab(TEACHER))
+    assert summary.enable_scale_trick == str(torch.tensor(False)) and summary.entries == built().matrix.nnz
+    assert json.loads(summary.model_dump_json())["file"] == str(tmp_path / "W.pt")
+    record = load_projection(save_projection(imported, tmp_path / "W.safetensors")).history[0]
+    assert record == {"action": "import", **summary.model_dump(exclude={"output", "entries"})}
 
 
 def test_zero_weight_slots_may_hold_any_teacher_id(clean_file: Path, tmp_path: Path) -> None:
@@ -202,25 +217,25 @@ def test_scale_trick_file_imports_and_its_leak_is_measured(tmp_path: Path) -> No
     leaky = non_exact_rows(built())
     assert payload["indices"][leaky[0]].tolist()[1::2] == [LEAK_ID, LEAK_ID]  # the signature, as built
     imported, summary = import_reference(write(tmp_path / "trick.pt", payload), vocab(STUDENT), vocab(TEACHER))
-    assert summary["enable_scale_trick"] is True
-    assert summary["duplicate_entries_summed"] >= len(leaky)  # LEAK_ID twice per leaky row
-    assert summary["rows_renormalised"] > 0
+    assert summary.enable_scale_trick is True
+    assert summary.duplicate_entries_summed >= len(leaky)  # LEAK_ID twice per leaky row
+    assert summary.rows_renormalised > 0
     assert imported.row_sums()[leaky] == pytest.approx(1, abs=1e-6)
 
     report = off_piece_mass(imported, vocab(STUDENT), vocab(TEACHER))
-    assert 0.95 * len(leaky) <= report["rows_with_off_piece_mass"] <= len(leaky)
-    assert 0.2 <= report["mean_of_non_exact_rows"] <= 0.35
-    receivers = {r["teacher_id"]: r for r in report["top_receivers"]}
-    assert LEAK_ID in receivers and receivers[LEAK_ID]["rows"] >= 0.95 * len(leaky)
-    assert receivers[LEAK_ID]["piece"] == vocab(TEACHER).pieces[LEAK_ID]
+    assert 0.95 * len(leaky) <= report.rows_with_off_piece_mass <= len(leaky)
+    assert 0.2 <= report.mean_of_non_exact_rows <= 0.35
+    receivers = {r.teacher_id: r for r in report.top_receivers}
+    assert LEAK_ID in receivers and receivers[LEAK_ID].rows >= 0.95 * len(leaky)
+    assert receivers[LEAK_ID].piece == vocab(TEACHER).pieces[LEAK_ID]
 
 
 def test_clean_w_has_no_off_piece_mass(clean_file: Path) -> None:
     imported, _ = import_reference(clean_file, vocab(STUDENT), vocab(TEACHER))
     report = off_piece_mass(imported, vocab(STUDENT), vocab(TEACHER))
-    assert report["rows_checked"] > 100_000
-    assert report["rows_with_off_piece_mass"] == 0 and report["total_off_piece_mass"] == 0
-    assert report["top_receivers"] == []
+    assert report.rows_checked > 100_000
+    assert report.rows_with_off_piece_mass == 0 and report.total_off_piece_mass == 0
+    assert report.top_receivers == []
 
 
 # --- refused input ----------------------------------------------------------------------------
@@ -348,7 +363,7 @@ def test_file_recorded_for_other_tokenizers_is_refused(clean_file: Path, tmp_pat
 )
 def test_model_ids_that_cannot_be_compared_pass(clean_file: Path, tmp_path: Path, ids) -> None:
     projection, summary = import_reference(with_ids(clean_file, tmp_path, *ids), vocab(STUDENT), vocab(TEACHER))
-    assert same_matrix(projection, built()) and summary["student_model_id"] == ids[0]
+    assert same_matrix(projection, built()) and summary.student_model_id == ids[0]
 
 
 def test_recorded_demo_with_the_same_vocabulary_passes(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""W files: our own format (safetensors + JSON sidecar) and table exports (CSV, Parquet).
+"""W files in our own format: safetensors tensors + a JSON sidecar, written and read back checked.
 
 Format, version 1. `W.safetensors` holds the CSR arrays and per-entry provenance:
 
@@ -10,7 +10,7 @@ Format, version 1. `W.safetensors` holds the CSR arrays and per-entry provenance
 size, sha256 fingerprint of the canonical vocabulary), the rule config, build time, tool
 version, the edit history and the sha256 of the tensor file, so a mismatched or truncated pair is
 refused. Files are written to a temporary name and renamed: a crash never leaves half a file.
-The NeMo-RL/TRL `.pt` format needs torch and lives in `xtoken_align.distill.reference_format`.
+Left out: the CSV/Parquet tables (`formats.tables`) and the NeMo-RL/TRL `.pt` (`formats.reference`).
 """
 
 from __future__ import annotations
@@ -24,18 +24,19 @@ import scipy.sparse as sp
 from safetensors import SafetensorError
 from safetensors.numpy import load, save
 
-from xtoken_align.atomic import atomic_path, write_atomic
+from xtoken_align.atomic import write_atomic
 from xtoken_align.config import BuildConfig
 from xtoken_align.errors import XTokenError
 from xtoken_align.projection import Projection, TokenizerInfo
 from xtoken_align.rules import RULE_CODES
-from xtoken_align.vocab import Vocab, display_bytes
+from xtoken_align.vocab import Vocab
 
 FORMAT = "xtoken-align-projection"
 FORMAT_VERSION = 1
 
 
 def sidecar_path(path: str | Path) -> Path:
+    """The JSON sidecar beside a W file: `sidecar_path("out/W.safetensors") -> Path("out/W.json")`."""
     return Path(path).with_suffix(".json")
 
 
@@ -106,60 +107,6 @@ def load_projection(path: str | Path, student: Vocab | None = None, teacher: Voc
         )  # fmt: skip
     except (KeyError, TypeError, ValueError, SafetensorError) as exc:
         raise XTokenError(f"{path}: malformed W file ({type(exc).__name__}: {exc})") from None
-    check_tokenizers(projection, student, teacher)
+    projection.check_tokenizers(student, teacher)
     projection.check()
     return projection
-
-
-def check_tokenizers(projection: Projection, student: Vocab | None, teacher: Vocab | None) -> None:
-    """Refuse a W built for other tokenizers, naming the side that differs."""
-    for side, expected, vocab in (("student", projection.student, student), ("teacher", projection.teacher, teacher)):
-        if vocab is None:
-            continue
-        if vocab.size != expected.size:
-            raise XTokenError(
-                f"{side} tokenizer {vocab.name} has {vocab.size:,} tokens but W was built for "
-                f"{expected.name} with {expected.size:,}"
-            )
-        if vocab.fingerprint != expected.fingerprint:
-            raise XTokenError(
-                f"{side} tokenizer {vocab.name} is not the one W was built for ({expected.name}): "
-                "canonical vocabulary fingerprints differ"
-            )
-
-
-def mapping_table(projection: Projection, student: Vocab, teacher: Vocab):
-    """W as a polars DataFrame, one row per entry, heaviest first within each student token."""
-    import polars as pl
-
-    m = projection.matrix
-    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-    order = np.lexsort((m.indices, -m.data, rows))
-    rows, cols = rows[order], m.indices[order]
-    rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")
-    return pl.DataFrame(
-        {
-            "student_id": rows.astype(np.int64),
-            "student_piece": [student.pieces[r] for r in rows],
-            "student_text": [display_bytes(student.token_bytes[r]) for r in rows],
-            "student_category": [student.categories[r] for r in rows],
-            "rank": rank.astype(np.int64),
-            "teacher_id": cols.astype(np.int64),
-            "teacher_piece": [teacher.pieces[c] for c in cols],
-            "teacher_text": [display_bytes(teacher.token_bytes[c]) for c in cols],
-            "weight": m.data[order].astype(np.float64),
-            "rule": [RULE_CODES[c] for c in projection.rules[order]],
-            "score": projection.scores[order].astype(np.float64),
-        }
-    )
-
-
-def export_table(projection: Projection, student: Vocab, teacher: Vocab, path: str | Path, fmt: str) -> Path:
-    """Write the mapping as CSV or Parquet, atomically."""
-    path = Path(path)
-    table = mapping_table(projection, student, teacher)
-    if fmt not in ("csv", "parquet"):
-        raise XTokenError(f"unknown table format '{fmt}' (csv or parquet)")
-    with atomic_path(path) as temp:
-        table.write_csv(temp) if fmt == "csv" else table.write_parquet(temp)
-    return path

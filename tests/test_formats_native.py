@@ -1,4 +1,4 @@
-"""W files (safetensors + JSON sidecar) and table exports, on W built from the real demo tokenizers."""
+"""`formats.native`: W files (safetensors + JSON sidecar), on W built from the real demo tokenizers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pytest
 import scipy.sparse as sp
 from conftest import vocab
@@ -18,7 +17,7 @@ from conftest import vocab
 import xtoken_align
 from xtoken_align.config import BuildConfig
 from xtoken_align.errors import XTokenError
-from xtoken_align.io import export_table, load_projection, save_projection, sidecar_path
+from xtoken_align.formats.native import load_projection, save_projection, sidecar_path
 from xtoken_align.projection import Projection, build_projection
 from xtoken_align.vocab import Vocab
 
@@ -329,7 +328,7 @@ def _fail_to_serialise(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("xtoken_align.io.save", boom)
+    monkeypatch.setattr("xtoken_align.formats.native.save", boom)
 
 
 def _fail_to_rename(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -370,49 +369,3 @@ def test_failure_between_the_two_files_is_detected_on_load(tmp_path: Path, monke
     assert no_temp_files(tmp_path)
     with pytest.raises(XTokenError, match="do not match its sidecar"):
         load_projection(path)
-
-
-# --- table exports ----------------------------------------------------------------------------
-
-
-def read_table(path: Path, fmt: str) -> pl.DataFrame:
-    if fmt == "parquet":
-        return pl.read_parquet(path)
-    text_columns = ("student_piece", "student_text", "student_category", "teacher_piece", "teacher_text", "rule")
-    return pl.read_csv(path, schema_overrides={name: pl.String for name in text_columns})
-
-
-@pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_export_table_reads_back_with_the_digit_row(tmp_path: Path, fmt: str) -> None:
-    projection = built()
-    path = export_table(projection, vocab(STUDENT), vocab(TEACHER), tmp_path / f"W.{fmt}", fmt)
-    table = read_table(path, fmt)
-    assert table.height == projection.matrix.nnz
-    assert no_temp_files(tmp_path)
-
-    rows = table.filter(pl.col("student_id") == row_201()).sort("rank")
-    assert rows["student_piece"].to_list() == ["201"] * 3
-    assert rows["teacher_piece"].to_list() == ["2", "0", "1"]
-    assert rows["teacher_id"].to_list() == [vocab(TEACHER).id_of_bytes(d) for d in (b"2", b"0", b"1")]
-    assert rows["rank"].to_list() == [0, 1, 2]
-    assert rows["rule"].to_list() == ["digits"] * 3
-    assert abs(rows["weight"].sum() - 1) < 1e-6
-    assert rows["weight"].to_list() == sorted(rows["weight"].to_list(), reverse=True)
-
-
-@pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_export_table_rows_are_ranked_and_sum_to_one(tmp_path: Path, fmt: str) -> None:
-    projection = built()
-    table = read_table(export_table(projection, vocab(STUDENT), vocab(TEACHER), tmp_path / f"W.{fmt}", fmt), fmt)
-    per_row = table.group_by("student_id").agg(
-        pl.col("weight").sum().alias("total"), pl.len().alias("n"), pl.col("rank").max().alias("last_rank")
-    )
-    assert per_row.height == int(np.sum(np.diff(projection.matrix.indptr) > 0))
-    assert (per_row["total"] - 1).abs().max() < 1e-5
-    assert (per_row["last_rank"] == per_row["n"] - 1).all()
-
-
-def test_export_table_refuses_an_unknown_format(tmp_path: Path) -> None:
-    with pytest.raises(XTokenError, match="unknown table format 'xlsx'"):
-        export_table(built(), vocab(STUDENT), vocab(TEACHER), tmp_path / "W.xlsx", "xlsx")
-    assert not list(tmp_path.iterdir())

@@ -8,6 +8,7 @@ vocabulary size, which can exceed the tokenizer's (padding rows); their loader s
 bfloat16) and read it back into a checked `Projection`, tolerating bfloat16 rounding but nothing
 else: NaN, negative weights, ids out of range and rows far from 1 are refused with a message, and
 so is a file whose recorded model ids name other tokenizers than the ones given (`check_model_ids`).
+torch is imported inside the two functions that need it, so importing this module costs nothing.
 """
 
 from __future__ import annotations
@@ -16,16 +17,41 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from xtoken_align.atomic import atomic_path
 from xtoken_align.errors import XTokenError
 from xtoken_align.projection import ROW_SUM_TOLERANCE, Projection, TokenizerInfo, assemble_entries
+from xtoken_align.report import Report
 from xtoken_align.rules import RULE_CODES
 from xtoken_align.vocab import Vocab
 
 # bfloat16 keeps 8 bits of mantissa: a row of K such weights can miss 1 by about K·2^-9.
 IMPORT_ROW_TOLERANCE = 2e-2
+Recorded = str | bool | int | float | None  # a value as a foreign file records it
+
+
+class ImportSummary(Report):
+    """What `import_reference` read and what it adjusted to make a valid W."""
+
+    file: str
+    shape: list[int]  # [V_S, K] as stored, padding rows included
+    dtype: str  # of the likelihoods: "float32", "bfloat16", ...
+    student_model_id: Recorded
+    teacher_model_id: Recorded
+    enable_scale_trick: Recorded
+    padding_rows_dropped: int
+    padding_mass_dropped: float
+    duplicate_entries_summed: int
+    rows_renormalised: int
+    entries: int  # of the imported W
+    output: str | None = None  # the W file it was saved as, once saved
+
+
+def import_text(summary: ImportSummary) -> str:
+    """What `xtoken-align import` prints: the file written, then each field of the summary."""
+    fields = summary.model_dump(exclude={"output", "entries"})
+    lines = [f"wrote {summary.output}: {summary.entries:,} entries", *(f"  {k}: {v}" for k, v in fields.items())]
+    return "\n".join(lines)
 
 
 def export_reference(
@@ -34,9 +60,12 @@ def export_reference(
     *,
     top_k: int | None = None,
     student_rows: int | None = None,
-    dtype: torch.dtype = torch.float32,
+    bf16: bool = False,
 ) -> Path:
-    """Write W as [V_S, K] `indices`/`likelihoods`; `student_rows` pads to a model's vocabulary size."""
+    """Write W as [V_S, K] `indices`/`likelihoods`; `student_rows` pads to a model's vocabulary size,
+    `bf16` stores the likelihoods in bfloat16 as the reference tools do (default float32)."""
+    import torch
+
     m = projection.matrix
     per_row = np.diff(m.indptr)
     k = top_k if top_k is not None else max(int(per_row.max(initial=1)), 1)
@@ -56,7 +85,7 @@ def export_reference(
     indices, likelihoods = torch.from_numpy(indices), torch.from_numpy(likelihoods)
     payload = {
         "indices": indices,
-        "likelihoods": likelihoods.to(dtype),
+        "likelihoods": likelihoods.to(torch.bfloat16 if bf16 else torch.float32),
         "student_model_id": projection.student.source,
         "teacher_model_id": projection.teacher.source,
         "enable_scale_trick": False,
@@ -123,6 +152,11 @@ def _same_tokenizer(recorded: str, vocab: Vocab) -> bool:
         return True  # not at hand or not a tokenizer: nothing to compare against
 
 
+def _recorded(value: object) -> Recorded:
+    """A recorded value as it is when it is a plain scalar, else as text: `_recorded(tensor(1))` -> "tensor(1)"."""
+    return value if value is None or isinstance(value, str | bool | int | float) else str(value)
+
+
 def _hub_id(name: str) -> str | None:
     """`hf:Org/Name` or `Org/Name` not on disk -> "org/name" (hub ids ignore case); else None."""
     bare = name.removeprefix("hf:")
@@ -131,9 +165,11 @@ def _hub_id(name: str) -> str | None:
     return bare.lower()
 
 
-def import_reference(path: str | Path, student: Vocab, teacher: Vocab) -> tuple[Projection, dict]:
+def import_reference(path: str | Path, student: Vocab, teacher: Vocab) -> tuple[Projection, ImportSummary]:
     """Read a reference-format file for these tokenizers. Returns W and a summary of what was
     adjusted (padding rows dropped, duplicate entries summed, rows renormalised)."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise XTokenError(f"no such file: {path}")
@@ -185,21 +221,23 @@ def import_reference(path: str | Path, student: Vocab, teacher: Vocab) -> tuple[
     matrix, rule_codes, scores = assemble_entries(
         rows, cols, values, codes, (student.size, teacher.size), top_k=idx.shape[1], keep_within=ROW_SUM_TOLERANCE / 2
     )
-    summary = {
-        "file": str(path),
-        "shape": list(indices.shape),
-        "dtype": str(likelihoods.dtype).removeprefix("torch."),
-        "student_model_id": recorded_model_ids(payload)[0],
-        "teacher_model_id": recorded_model_ids(payload)[1],
-        "enable_scale_trick": payload.get("enable_scale_trick"),
-        "padding_rows_dropped": int(len(padding)),
-        "padding_mass_dropped": round(padding_mass, 4),
-        "duplicate_entries_summed": int(duplicates),
-        "rows_renormalised": int(np.sum(filled & (np.abs(sums - 1) > 1e-6))),
-    }
+    student_id, teacher_id = recorded_model_ids(payload)
+    summary = ImportSummary(
+        file=str(path),
+        shape=list(indices.shape),
+        dtype=str(likelihoods.dtype).removeprefix("torch."),
+        student_model_id=_recorded(student_id),
+        teacher_model_id=_recorded(teacher_id),
+        enable_scale_trick=_recorded(payload.get("enable_scale_trick")),
+        padding_rows_dropped=int(len(padding)),
+        padding_mass_dropped=round(padding_mass, 4),
+        duplicate_entries_summed=int(duplicates),
+        rows_renormalised=int(np.sum(filled & (np.abs(sums - 1) > 1e-6))),
+        entries=int(matrix.nnz),
+    )
     projection = Projection(
         matrix, rule_codes, scores, TokenizerInfo.of(student), TokenizerInfo.of(teacher), config=None,
-        history=[{"action": "import", **summary}],
+        history=[{"action": "import", **summary.model_dump(exclude={"output", "entries"})}],
     )  # fmt: skip
     projection.check()
     return projection, summary
