@@ -8,6 +8,8 @@
 Runs unchanged under `torchrun --nproc_per_node=N` (DDP, gloo on CPU, nccl on GPU): the global
 sequence of micro-batches is the same whatever the world size, and rank r takes every N-th one, so
 N processes with accumulation A follow the same curve as one process with accumulation N*A.
+One step's arithmetic is training_step.py, checkpoints checkpoints.py, what a run writes as it goes
+run_log.py, rank and device distributed.py.
 """
 
 from __future__ import annotations
