@@ -13,12 +13,19 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from xtoken_align.config import read_config, yaml_problem
+from xtoken_align.distill.losses import loss_class, loss_names
 from xtoken_align.errors import XTokenError
 
-LossName = Literal["p_kl", "h_kl", "gold", "uld", "kd"]
+
+def _registered_loss(name: str) -> str:
+    loss_class(name)  # ValueError naming every registered loss when `name` is none of them
+    return name
+
+
+LossName = Annotated[str, AfterValidator(_registered_loss)]  # a name in the loss registry (losses/registry.py)
 
 
 class _Strict(BaseModel):
@@ -35,7 +42,7 @@ class TeacherSpec(ModelSpec):
     projection: str | None = None  # W file (.safetensors); required unless the tokenizer is the student's
     loss: LossName = "p_kl"
     weight: Annotated[float, Field(ge=0)] = 1.0
-    learn_w: bool = False  # P-KL only: train W's values (sparsity fixed)
+    learn_w: bool = False  # losses that declare learns_w (P-KL): train W's values (sparsity fixed)
 
 
 class DataSpec(_Strict):
@@ -113,8 +120,9 @@ class DistillConfig(_Strict):
     @model_validator(mode="after")
     def _names(self) -> DistillConfig:
         for position, teacher in enumerate(self.teachers):
-            if teacher.learn_w and teacher.loss != "p_kl":
-                raise ValueError(f"teachers.{position}: learn_w is for p_kl only (H-KL keeps W fixed)")
+            if teacher.learn_w and not loss_class(teacher.loss).learns_w:
+                learning = ", ".join(loss_names(learns_w=True))
+                raise ValueError(f"teachers.{position}: learn_w is for {learning} only ({teacher.loss} keeps W fixed)")
         names = [t.name or f"teacher{i}" for i, t in enumerate(self.teachers)]
         if len(set(names)) != len(names):
             raise ValueError(f"teacher names must be unique: {names}")

@@ -26,6 +26,16 @@ def _eval_texts(config: DistillConfig) -> list[str]:
     return load_texts(files, limit=config.eval.texts) if config.eval.texts else []
 
 
+def prompt_ids(vocab: Vocab, text: str, limit: int | None = None) -> list[int]:
+    """One BOS (as training sequences start, data.bos_id), then the first `limit` ids of `text`. The
+    tokenizer's post-processor is bypassed: it may add a BOS of its own (Llama-3.1's tokenizer.json,
+    Llama-2), and the prompt would start with two. Llama-3.1, "Hi" -> [128000, 13347]."""
+    from xtoken_align.distill.data import bos_id
+
+    bos = bos_id(vocab)
+    return ([] if bos is None else [bos]) + vocab.tokenizer.encode(text, add_special_tokens=False).ids[:limit]
+
+
 @torch.no_grad()
 def next_token_report(model, vocab: Vocab, texts: list[str], device, max_length: int = 256) -> dict:
     """Accuracy and mean probability of the true next token, per category of that token; and the
@@ -33,11 +43,9 @@ def next_token_report(model, vocab: Vocab, texts: list[str], device, max_length:
     model.eval()
     categories = np.asarray(vocab.categories)
     multi = torch.tensor(np.isin(categories, NUMERAL_GROUPS[1:]), device=device)
-    bos = vocab.roles().get("bos")
     hits: dict[str, list[float]] = {}
     for text in texts:
-        ids = vocab.tokenizer.encode(text, add_special_tokens=False).ids[: max_length - 1]
-        ids = ([bos] if bos is not None else []) + ids
+        ids = prompt_ids(vocab, text, limit=max_length - 1)
         if len(ids) < 2:
             continue
         inputs = torch.tensor([ids], device=device)
@@ -75,11 +83,10 @@ def next_token_report(model, vocab: Vocab, texts: list[str], device, max_length:
 def answer_exact_match(model, vocab: Vocab, problems: list[dict], device, max_new_tokens: int = 64) -> dict:
     """Greedy generation from `question\\n`; a match when the number after `####` equals the reference."""
     model.eval()
-    bos = vocab.roles().get("bos")
     eos = vocab.roles().get("eos")
     correct = 0
     for problem in problems:
-        ids = ([bos] if bos is not None else []) + vocab.tokenizer.encode(problem["question"] + "\n").ids
+        ids = prompt_ids(vocab, problem["question"] + "\n")
         output = model.generate(
             torch.tensor([ids], device=device), max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
             pad_token_id=eos if eos is not None else 0,

@@ -12,7 +12,7 @@ their scatter-backs, log, clamp, the index_add's backward). Written by hand the 
 so the forward keeps only p, a / s on C and the tail, and the backward builds H and G once.
 Σ a (log a − log s) is taken as Σ a · log(a / s), in the memory of s on C. ∂L/∂log scale_k =
 −Σ a + Σ_l sign_l q_l (the chain factor's gradient).
-Left out: the teacher side (no gradient; losses.py computes a and b).
+Left out: the teacher side (no gradient; hybrid.py computes a and b).
 """
 
 from __future__ import annotations

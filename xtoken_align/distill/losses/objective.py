@@ -1,0 +1,56 @@
+"""The training objective around the KD terms: next-token cross-entropy and the Eq. 7 combination
+(method.md §5) of CE with the teachers' weighted KD. Left out: the KD terms themselves, and how
+several teachers are weighted (teachers.teacher_weights).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from xtoken_align.distill.aggregate import IGNORE_INDEX, compute_dtype
+from xtoken_align.distill.losses.base import zero_loss
+
+SCALE_BOUNDS = (0.01, 100.0)  # the dynamic KD scale's range (TRL's X-Token port clamps to the same)
+
+
+def cross_entropy(student_logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean next-token CE in float32 over labels ≠ -100; 0 (graph intact) when every label is -100."""
+    z = student_logits.reshape(-1, student_logits.shape[-1])
+    labels = labels.reshape(-1)
+    if not bool((labels != IGNORE_INDEX).any()):
+        return zero_loss(student_logits)
+    return nn.functional.cross_entropy(z.to(compute_dtype(z)), labels, ignore_index=IGNORE_INDEX)
+
+
+def kd_scale(
+    ce: Tensor, kd: Tensor, mode: str = "dynamic", kd_weight: float = 1.0, bounds: tuple[float, float] = SCALE_BOUNDS
+) -> Tensor:
+    """The factor on kd in the total, without gradient. dynamic (Eq. 7): sg(|ce| / |kd|) clamped to
+    `bounds`, from magnitudes so that a negative kd (H-KL, GOLD can be) never turns its gradient into
+    ascent; 0 when kd = 0 (no valid chunk). fixed: kd_weight. E.g. ce 2, kd −0.5 -> 4."""
+    if mode == "fixed":
+        return torch.as_tensor(float(kd_weight))
+    if mode != "dynamic":
+        raise ValueError(f"unknown loss combination {mode!r}; choose 'dynamic' or 'fixed'")
+    low, high = bounds
+    if not 0 < low <= high:
+        raise ValueError(f"scale bounds must satisfy 0 < low <= high, got {bounds}")
+    kd_size, ce_size = kd.detach().abs(), ce.detach().abs()
+    ratio = ce_size / torch.where(kd_size > 0, kd_size, 1.0)
+    return torch.where(kd_size > 0, ratio.clamp(low, high), 0.0)
+
+
+def combine(
+    ce: Tensor,
+    kd: Tensor,
+    mode: str = "dynamic",
+    kd_weight: float = 1.0,
+    ce_weight: float = 0.1,
+    bounds: tuple[float, float] = SCALE_BOUNDS,
+) -> Tensor:
+    """Total loss. dynamic (Eq. 7): kd_scale(ce, kd)·kd + ce, so KD's gradient is rescaled to CE's
+    magnitude and keeps its direction (weights unused; kd = 0 gives ce). fixed: kd_weight·kd +
+    ce_weight·ce (reference defaults 1.0 / 0.1)."""
+    scale = kd_scale(ce, kd, mode, kd_weight, bounds)
+    return scale * kd + (ce_weight * ce if mode == "fixed" else ce)

@@ -1,0 +1,101 @@
+"""P-KL (method.md §4, Eq. 2): the KL between the teacher and the student projected through W.
+
+    L_k = Σ_{t∈S} p_T[t] (log p_T[t] − log p̃[t]),  p̃ = Wᵀ q_S,
+
+S = the teacher ids W reaches (a non-empty column), cut to the micro-batch's `topk` ids with the highest
+teacher logit over valid positions; p_T = teacher softmax renormalised within S. `student="renormalise"`
+(default) renormalises p̃ within S too, as the reference code does; `"drop"` leaves the projected mass
+outside S out unnormalised. On all of W's columns the two are the same loss (Σ_t p̃[t] = 1);
+bench/pkl_topk.py measures which top-k is closer to it. Teacher mass on ids W cannot reach is left out
+(no student logit can change that term) and reported as `stats["unreachable"]`, so the value does not
+depend on a log floor or dtype. Left out: building W (xtoken_align.projection), its torch form (sparse_w).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from xtoken_align.distill.aggregate import LOG_FLOOR, chunk_sum, compute_dtype, log_scale, safe_log, softmax
+from xtoken_align.distill.losses.base import ChunkLoss, LossSetup
+from xtoken_align.distill.losses.registry import register_loss
+from xtoken_align.distill.sparse_w import ProjectionW
+
+STUDENT_TREATMENTS = ("renormalise", "drop")
+
+
+@register_loss
+class PKLLoss(ChunkLoss):
+    """P-KL (Eq. 2): KL(p_T ‖ Wᵀ q_S) over the teacher ids W reaches, cut to the micro-batch's top-k.
+    W may be learnable. `chain` on the teacher side equals `first`: renormalising cancels the chain
+    factor (on the student side too, with `student="renormalise"`)."""
+
+    name = "p_kl"
+    needs_projection = True
+    learns_w = True
+
+    def __init__(
+        self,
+        w: ProjectionW,
+        topk: int = 8192,
+        aggregation: str = "mean",
+        tau: float = 1.0,
+        student: str = "renormalise",
+        **kw,
+    ) -> None:
+        if student not in STUDENT_TREATMENTS:
+            raise ValueError(f"student must be one of {', '.join(STUDENT_TREATMENTS)}, got {student!r}")
+        super().__init__(aggregation, tau, student_size=w.shape[0], teacher_size=w.shape[1], **kw)
+        self.w, self.topk, self.student = w, int(topk), student
+
+    @classmethod
+    def from_teacher(cls, setup: LossSetup) -> PKLLoss:
+        w = ProjectionW.from_projection(setup.projection, learnable=setup.teacher.learn_w)
+        options = setup.options
+        return cls(w, topk=options.topk, student=options.topk_student, **cls.chunk_options(setup))
+
+    def chunk_losses(self, z_s, z_t, layout, labels, teacher_labels):
+        student, teacher, reachable = layout.student, layout.teacher, self.w.reachable
+        k, agg, tau, dtype = layout.n_chunks, self.aggregation, self.tau, compute_dtype(z_s)
+        columns = self.columns(z_t, teacher.valid)  # (k,) sorted teacher ids, or None for all of them
+        self.stats["unreachable"] = unreachable_mass(z_t, ~reachable, teacher.targets(agg), teacher.count, agg, tau)
+        t_small = z_t if columns is None else z_t.index_select(1, columns)  # (N_t, k)
+        p_t = chunk_sum(softmax(t_small, tau, dtype), teacher.targets(agg), k)
+        p_t = p_t / p_t.sum(-1, keepdim=True)  # renormalised within the columns (cancels chain's factor)
+        projected = self.w.project_logits(z_s.to(dtype) if tau == 1.0 else z_s.to(dtype) / tau, columns)  # (N_s, k)
+        q = chunk_sum(projected, student.targets(agg), k)
+        if self.student == "renormalise":
+            q = q / q.sum(-1, keepdim=True).clamp_min(LOG_FLOOR)
+        else:
+            q = q * log_scale(z_s, student, agg, tau, labels).exp()[:, None]
+        return (p_t * (safe_log(p_t) - safe_log(q))).sum(-1)
+
+    def columns(self, z_t: Tensor, valid: Tensor) -> Tensor | None:
+        """(k,) sorted teacher ids the loss compares: those W reaches, the `topk` with the highest teacher
+        logit at any valid position of the micro-batch when there are more; None = every id."""
+        reachable = self.w.reachable
+        n_reachable = int(reachable.sum())
+        if self.topk >= n_reachable:
+            return None if n_reachable == len(reachable) else torch.nonzero(reachable).squeeze(1)
+        importance = column_max(z_t, valid).masked_fill(~reachable, -torch.inf)
+        return torch.topk(importance, self.topk, sorted=False).indices.sort().values
+
+
+@torch.no_grad()
+def unreachable_mass(z_t: Tensor, unreachable: Tensor, target: Tensor, count: Tensor, agg: str, tau: float) -> Tensor:
+    """Mean over chunks of the teacher's chunk probability on ids W cannot reach (0 when W reaches all).
+    z_t (N_t, V_T), unreachable (V_T,) bool, target (N_t,) chunk per row, count (K,) positions per chunk."""
+    if not bool(unreachable.any()):
+        return torch.zeros((), dtype=compute_dtype(z_t), device=z_t.device)
+    z = z_t.to(compute_dtype(z_t)) / tau
+    share = (torch.logsumexp(z[:, unreachable], -1) - torch.logsumexp(z, -1)).exp()  # (N_t,)
+    per_chunk = chunk_sum(share[:, None], target, len(count))[:, 0]  # (K,)
+    return (per_chunk / count if agg == "mean" else per_chunk).mean()  # chain's factor cancels in a share
+
+
+def column_max(z: Tensor, valid: Tensor) -> Tensor:
+    """(N, V) -> (V,) max over the valid rows, without copying them out."""
+    if bool(valid.all()):
+        return z.amax(0)
+    out = torch.full((2, z.shape[-1]), -torch.inf, dtype=z.dtype, device=z.device)
+    return out.scatter_reduce_(0, (~valid).long().unsqueeze(1).expand_as(z), z, "amax")[0]

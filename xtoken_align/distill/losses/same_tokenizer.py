@@ -1,0 +1,63 @@
+"""KD for a teacher that shares the student's tokenizer: forward KL position by position,
+
+    L = mean over positions with labels ≠ -100 of Σ_v p_T[v] (log p_T[v] − log p_S[v]), times τ².
+
+No chunks and no W: both models predict over the same ids. Left out: teachers with other tokenizers
+(projected.py, hybrid.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from xtoken_align.distill.aggregate import IGNORE_INDEX, compute_dtype
+from xtoken_align.distill.losses.base import LossSetup, TeacherLoss, real_columns, zero_loss
+from xtoken_align.distill.losses.registry import register_loss
+
+
+@register_loss
+class KDLoss(TeacherLoss):
+    """Same-tokenizer KD: Σ_v p_T[v](log p_T[v] − log p_S[v]) per position, mean over positions whose
+    label is not -100 (all positions when labels is None), times τ². Chunk ids are ignored. With
+    `size` (the tokenizer's), both sides use their first `size` columns: the two models may pad their
+    output layers differently."""
+
+    name = "kd"
+    same_tokenizer_only = True
+
+    def __init__(self, tau: float = 1.0, reduction: str = "mean", size: int | None = None) -> None:
+        super().__init__()
+        self.tau, self.reduction, self.size = float(tau), reduction, size
+
+    @classmethod
+    def from_teacher(cls, setup: LossSetup) -> KDLoss:
+        return cls(tau=setup.options.tau, size=setup.student_vocab.size)  # padded output columns left out
+
+    def forward(
+        self,
+        student_logits: Tensor,
+        teacher_logits: Tensor,
+        student_chunk: Tensor | None = None,
+        teacher_chunk: Tensor | None = None,
+        labels: Tensor | None = None,
+        teacher_labels: Tensor | None = None,
+    ) -> Tensor:
+        z_s = real_columns(student_logits.reshape(-1, student_logits.shape[-1]), self.size, "student")
+        z_t = real_columns(teacher_logits.detach().reshape(-1, teacher_logits.shape[-1]), self.size, "teacher")
+        if z_s.shape != z_t.shape:
+            raise ValueError(f"kd needs the same positions and vocabulary, got {student_logits.shape} and "
+                             f"{teacher_logits.shape}")  # fmt: skip
+        if labels is not None:
+            keep = labels.reshape(-1) != IGNORE_INDEX
+            if not bool(keep.any()):
+                return zero_loss(student_logits)
+            if not bool(keep.all()):
+                z_s, z_t = z_s[keep], z_t[keep]
+        dtype = compute_dtype(z_s)
+        z_s, z_t = z_s.to(dtype), z_t.to(dtype)
+        if self.tau != 1.0:
+            z_s, z_t = z_s / self.tau, z_t / self.tau
+        log_p_s, log_p_t = torch.log_softmax(z_s, -1), torch.log_softmax(z_t, -1)
+        total = (log_p_t.exp() * (log_p_t - log_p_s)).sum() * self.tau**2
+        return total / z_s.shape[0] if self.reduction == "mean" else total

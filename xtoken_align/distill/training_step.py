@@ -1,0 +1,136 @@
+"""One optimiser step of distillation: for each of this rank's micro-batches, the student's CE and
+every teacher's KD term, weighted (teachers.teacher_weights) and combined (Eq. 7), backpropagated
+with gradients all-reduced once, on the last micro-batch; then clipping, AdamW and the schedule.
+
+Returns the step's record for metrics.jsonl (loss, ce, kd, kd_scale, kd/<teacher>, unreachable/<teacher>
+for P-KL teachers, grad_norm, lr, tokens), averaged over ranks. Left out: which micro-batches a step
+takes and everything around the loop (runner.py).
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from xtoken_align.distill.config import DistillConfig
+from xtoken_align.distill.distributed import Distributed
+from xtoken_align.distill.losses import combine, cross_entropy, kd_scale
+from xtoken_align.distill.teachers import TeacherPlan, teacher_weights
+from xtoken_align.errors import XTokenError
+
+
+def train_step(
+    step: int,
+    batches: list[dict],
+    model: nn.Module,
+    teachers: list[TeacherPlan],
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    config: DistillConfig,
+    where: Distributed,
+    bf16: bool,
+) -> dict:
+    """Train on `batches` (this rank's micro-batches of global step `step`); `model` is the student as
+    wrapped for training (DDP/FSDP or itself)."""
+    options = config.loss
+    optimizer.zero_grad(set_to_none=True)
+    sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "kd_scale": 0.0, "tokens": 0}
+    per_teacher: dict[str, float] = {}  # "kd/<name>", and "unreachable/<name>" for P-KL teachers
+    accum = len(batches)
+    for number, batch in enumerate(batches):
+        batch = {k: _to(v, where.device) for k, v in batch.items()}
+        sync = number + 1 == accum
+        # Gradients are all-reduced once per step, on the last micro-batch.
+        skip_sync = where.world > 1 and not sync and hasattr(model, "no_sync")
+        context = model.no_sync() if skip_sync else nullcontext()
+        with context, torch.autocast(where.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            ce = cross_entropy(logits, batch["labels"])
+            kds, stats = [], []
+            for plan in teachers:
+                with torch.no_grad():
+                    t_ids = batch["teacher_input_ids"][plan.name]
+                    t_mask = batch["teacher_attention_mask"][plan.name]
+                    t_logits = plan.model(input_ids=t_ids, attention_mask=t_mask).logits
+                kds.append(
+                    plan.loss(
+                        logits,
+                        t_logits,
+                        batch["student_chunk"][plan.name],
+                        batch["teacher_chunk"][plan.name],
+                        batch["labels"],
+                        teacher_labels=_next_tokens(t_ids, t_mask),
+                    )
+                )
+                stats.append(_teacher_stats(t_logits[..., : plan.vocab.size], t_ids, t_mask))
+            alphas = teacher_weights([p.spec.weight for p in teachers], stats, options.teacher_weighting)
+            kd = sum(a * k for a, k in zip(alphas, kds, strict=True))
+            mode = (options.combine, options.kd_weight)
+            loss = combine(ce, kd, *mode, options.ce_weight, options.scale_bounds())
+            (loss / accum).backward()
+        sums["loss"] += float(loss.detach()) / accum
+        sums["ce"] += float(ce.detach()) / accum
+        sums["kd"] += float(kd.detach()) / accum
+        sums["kd_scale"] += float(kd_scale(ce, kd, *mode, options.scale_bounds())) / accum
+        sums["tokens"] += int(batch["attention_mask"].sum())
+        for plan, value in zip(teachers, kds, strict=True):
+            found = {f"kd/{plan.name}": value.detach()}
+            if "unreachable" in plan.loss.stats:  # teacher mass W cannot reach (P-KL)
+                found[f"unreachable/{plan.name}"] = plan.loss.stats["unreachable"]
+            for key, x in found.items():
+                per_teacher[key] = per_teacher.get(key, 0.0) + float(x) / accum
+    _sync_loss_gradients(teachers, where)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.training.clip)
+    optimizer.step()
+    scheduler.step()
+    record = {
+        "step": step + 1,
+        **{k: round(where.mean(v), 6) for k, v in sums.items() if k != "tokens"},
+        **{k: round(where.mean(v), 6) for k, v in per_teacher.items()},
+        "grad_norm": round(float(grad_norm), 4),
+        "lr": scheduler.get_last_lr()[0],
+        "tokens": sums["tokens"] * where.world,
+    }
+    if not all(math.isfinite(v) for k, v in record.items() if isinstance(v, float)):
+        raise XTokenError(f"non-finite loss at step {step + 1}: {record}")
+    return record
+
+
+def _sync_loss_gradients(teachers: list[TeacherPlan], where: Distributed) -> None:
+    """A learned W lives in its loss, outside DDP: average its gradient across ranks here."""
+    if where.world == 1:
+        return
+    for plan in teachers:
+        for parameter in plan.loss.parameters():
+            if parameter.grad is not None:
+                dist.all_reduce(parameter.grad)
+                parameter.grad /= where.world
+
+
+def _to(value, device):
+    if isinstance(value, dict):
+        return {k: _to(v, device) for k, v in value.items()}
+    return value.to(device) if isinstance(value, torch.Tensor) else value
+
+
+def _next_tokens(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) next token at each position, -100 where there is none (padding, last position)."""
+    following = torch.full_like(ids, -100)
+    following[:, :-1] = torch.where(mask[:, 1:].bool(), ids[:, 1:], -100)
+    return following
+
+
+def _teacher_stats(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-batch teacher CE on its own next tokens, mean entropy and mean max-probability."""
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    target = ids[:, 1:]
+    valid = mask[:, 1:].bool()
+    ce = -(logp.gather(-1, target.unsqueeze(-1)).squeeze(-1))[valid].mean()
+    probs = logp.exp()
+    entropy = -(probs * logp).sum(-1)[valid].mean()
+    max_prob = probs.max(-1).values[valid].mean()
+    return {"ce": ce, "entropy": entropy, "max_prob": max_prob}
