@@ -70,7 +70,7 @@ def test_each_cross_tokenizer_loss_trains(assets, tmp_path: Path, loss: str) -> 
     curve = losses(tmp_path)
     assert len(curve) == 8 and all(r["kd"] == r["kd"] and r["ce"] == r["ce"] for r in curve)  # finite
     assert curve[-1]["ce"] < curve[0]["ce"]  # the student learns
-    assert summary["eval"]["next_token"]["other"]["tokens"] > 0
+    assert summary.eval["next_token"]["other"]["tokens"] > 0
     assert (tmp_path / "metrics.html").is_file() and (tmp_path / "config.yaml").is_file()
     checkpoint = tmp_path / "checkpoints" / (tmp_path / "checkpoints" / "latest").read_text()
     assert DistillConfig.from_dict(yaml.safe_load((checkpoint / "config.yaml").read_text())).teachers[0].loss == loss
@@ -126,7 +126,7 @@ def test_resume_gives_the_same_next_losses(assets, tmp_path: Path) -> None:
     DistillRunner(config(assets, straight, [qwen(assets, "p_kl")])).run()
     paused = tmp_path / "paused"
     first = DistillRunner(config(assets, paused, [qwen(assets, "p_kl")])).run(stop_after=4)
-    assert first["stopped_at"] == 4
+    assert first.stopped_at == 4
     DistillRunner(config(assets, paused, [qwen(assets, "p_kl")])).run(resume=True)
     a, b = losses(straight), losses(paused)
     assert [r["step"] for r in b] == list(range(1, 9))
@@ -170,3 +170,19 @@ def test_torchrun_two_processes_match_one_with_double_accumulation(assets, tmp_p
     for single, ddp in zip(runs["single"], runs["ddp"], strict=True):
         assert ddp["loss"] == pytest.approx(single["loss"], rel=1e-4, abs=1e-5)
         assert ddp["ce"] == pytest.approx(single["ce"], rel=1e-4, abs=1e-5)
+
+
+def test_cli_reports_the_run_as_one_json_document(assets, tmp_path: Path) -> None:
+    from xtoken_align.distill.summary import RunSummary, run_text
+
+    out = tmp_path / "run"
+    path = tmp_path / "run.yaml"
+    path.write_text(config(assets, out, [qwen(assets, "p_kl")], steps=2).dump())
+    command = [sys.executable, "-m", "xtoken_align.cli", "distill", "--config", str(path), "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = RunSummary.model_validate_json(result.stdout)  # the whole of stdout, nothing else
+    assert (summary.output, summary.steps, summary.stopped_at) == (str(out), 2, None)
+    assert summary.last["loss"] == losses(out)[-1]["loss"] and "next_token" in summary.eval
+    text = run_text(summary)
+    assert text.startswith("finished at step 2") and f"outputs in {out}" in text

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from xtoken_align.atomic import write_atomic
 from xtoken_align.errors import XTokenError
+from xtoken_align.report import Report
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,16 @@ def demo_path(name: str, *, fetch: bool = True) -> Path:
             )
         _fetch([(demo, folder, list(bad))], lambda line: print(line, file=sys.stderr))
     return folder / demo.main_file
+
+
+class FetchReport(Report):
+    """`xtoken-align fetch-demos`: where each fetched demo tokenizer is, in the order asked."""
+
+    paths: list[str]
+
+
+def fetch_text(report: FetchReport) -> str:
+    return "\n".join(report.paths)
 
 
 def fetch_demos(names: Iterable[str] | None = None, *, log: Callable[[str], None] = print) -> list[Path]:

@@ -9,17 +9,28 @@ from __future__ import annotations
 
 import json
 
+from xtoken_align.build_summary import BuildSummary
+from xtoken_align.demo import FetchReport
 from xtoken_align.diagnose.report import DiagnoseReport
+from xtoken_align.distill.summary import RunSummary
+from xtoken_align.formats import ExportSummary, ImportSummary
 from xtoken_align.overlap import OverlapReport
 from xtoken_align.report import Report
+from xtoken_align.restrict import RestrictSummary
 from xtoken_align.score.report import ScoreReport
 from xtoken_align.vocab_report import VocabReport
 
 COMMAND_REPORTS: dict[str, type[Report]] = {
     "vocab": VocabReport,
     "overlap": OverlapReport,
+    "build": BuildSummary,
     "score": ScoreReport,
+    "export": ExportSummary,
+    "import": ImportSummary,
     "diagnose": DiagnoseReport,
+    "restrict": RestrictSummary,
+    "distill": RunSummary,
+    "fetch-demos": FetchReport,
 }
 
 

@@ -25,6 +25,7 @@ from xtoken_align.distill.checkpoints import restore_checkpoint, save_checkpoint
 from xtoken_align.distill.config import DistillConfig
 from xtoken_align.distill.distributed import Distributed
 from xtoken_align.distill.run_log import RunLog
+from xtoken_align.distill.summary import RunSummary
 from xtoken_align.distill.teachers import TeacherPlan, prepare_teachers
 from xtoken_align.distill.training_step import train_step
 from xtoken_align.errors import XTokenError
@@ -121,7 +122,7 @@ class DistillRunner:
         self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, cfg.warmup_steps, cfg.steps)
 
     # ---- training -----------------------------------------------------------------------------
-    def run(self, resume: bool = False, stop_after: int | None = None) -> dict:
+    def run(self, resume: bool = False, stop_after: int | None = None) -> RunSummary:
         """Train to `training.steps` (or stop, checkpointed, after step `stop_after`: for time-boxed
         or pre-emptible jobs; a later `resume` continues exactly where it stopped)."""
         cfg = self.config
@@ -149,11 +150,11 @@ class DistillRunner:
             if cfg.output.eval_every and (step + 1) % cfg.output.eval_every == 0:
                 self._evaluate(step + 1)
         if end < cfg.training.steps:
-            return {"last": last, "stopped_at": end}
+            return RunSummary(output=str(self.out), steps=end, stopped_at=end, last=last, eval=None)
         summary = self._evaluate(end) if start < end else {}
         if self.dist.main:
             self._finish()
-        return {"last": last, "eval": summary}
+        return RunSummary(output=str(self.out), steps=end, stopped_at=None, last=last, eval=summary)
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def _save(self, step: int) -> None:

@@ -1,0 +1,114 @@
+"""Subcommands about W files: `build`, `score`, `export`, `import`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from xtoken_align.cli.common import (
+    SOURCE_HELP,
+    add_json,
+    add_tokenizer_overrides,
+    check_output,
+    emit,
+    load_vocabs,
+    open_projection,
+    positive_int,
+)
+from xtoken_align.errors import XTokenError
+
+EXPORT_FORMATS = ["nemo", "csv", "parquet"]  # keys of formats.EXPORT_SUFFIXES; safetensors is what W already is
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    from xtoken_align.build_summary import build_text, summarise_build
+    from xtoken_align.config import BuildConfig
+    from xtoken_align.formats import save_projection
+    from xtoken_align.projection import build_projection
+
+    config = BuildConfig.from_file(args.config) if args.config else BuildConfig()
+    if args.top_k is not None:
+        config = BuildConfig.from_dict({**config.model_dump(), "top_k": args.top_k})
+    check_output(args.output, ".safetensors")
+    started = time.perf_counter()
+    student, teacher = load_vocabs(args.student, args.teacher)
+    projection = build_projection(student, teacher, config)
+    path = save_projection(projection, args.output)
+    emit(summarise_build(projection, student, path, time.perf_counter() - started), args.json, build_text)
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from xtoken_align.corpus import default_corpus, read_corpus
+    from xtoken_align.score import score_projection, score_text
+
+    projection, student, teacher = open_projection(args)
+    corpus = args.corpus or default_corpus()
+    texts = None if args.no_corpus else read_corpus(corpus, limit=args.limit)
+    report = score_projection(projection, student, teacher, texts, corpus_name=str(corpus))
+    emit(report, args.json, score_text)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from xtoken_align.formats import EXPORT_SUFFIXES, export, export_text, load_projection
+
+    check_output(args.output, EXPORT_SUFFIXES[args.format], f"--format {args.format}")
+    if args.format != "nemo" and (args.student_rows is not None or args.bf16):
+        raise XTokenError(f"--student-rows and --bf16 apply to --format nemo, not {args.format}")
+    if args.format == "nemo":  # the .pt records model ids only: no tokenizer to load
+        projection, student, teacher = load_projection(args.projection), None, None
+    else:
+        projection, student, teacher = open_projection(args)
+    summary = export(
+        projection, student, teacher, args.output, args.format, student_rows=args.student_rows, bf16=args.bf16
+    )
+    emit(summary, args.json, export_text)
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from xtoken_align.formats import import_reference, import_text, save_projection
+
+    check_output(args.output, ".safetensors")
+    student, teacher = load_vocabs(args.student, args.teacher)
+    projection, summary = import_reference(args.file, student, teacher)
+    path = save_projection(projection, args.output)
+    emit(summary.model_copy(update={"output": str(path)}), args.json, import_text)
+    print(f"next: xtoken-align score {path}", file=sys.stderr if args.json else sys.stdout)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    build = commands.add_parser("build", help="build W from tokenizer string rules")
+    build.add_argument("--student", required=True, help=SOURCE_HELP)
+    build.add_argument("--teacher", required=True, help="teacher tokenizer source, same forms")
+    build.add_argument("-o", "--output", required=True, help="W file to write (.safetensors; sidecar .json beside)")
+    build.add_argument("--config", help="rules config, YAML or JSON (default: the paper's rules, K = 4)")
+    build.add_argument("--top-k", type=positive_int, help="entries kept per row (overrides the config)")
+    add_json(build)
+    build.set_defaults(run=cmd_build)
+
+    score = commands.add_parser("score", help="coverage, off-piece mass and corpus agreement of a W")
+    score.add_argument("projection", metavar="W", help="W file (.safetensors)")
+    score.add_argument("--corpus", help="JSONL (text, or question+answer) or text file (default: GSM8K test)")
+    score.add_argument("--limit", type=positive_int, help="use only the first N texts of the corpus")
+    score.add_argument("--no-corpus", action="store_true", help="skip the corpus measurement")
+    add_tokenizer_overrides(score)
+    add_json(score)
+    score.set_defaults(run=cmd_score)
+
+    export = commands.add_parser("export", help="write W for NeMo-RL/TRL (.pt) or as a CSV/Parquet table")
+    export.add_argument("projection", metavar="W", help="W file (.safetensors)")
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    export.add_argument("-o", "--output", required=True, help="file to write")
+    export.add_argument("--student-rows", type=positive_int, help="nemo: pad rows to the model's vocabulary size")
+    export.add_argument("--bf16", action="store_true", help="nemo: bfloat16 likelihoods, as the reference tools")
+    add_tokenizer_overrides(export)
+    add_json(export)
+    export.set_defaults(run=cmd_export)
+
+    imp = commands.add_parser("import", help="read a NeMo-RL/TRL X-Token .pt W file")
+    imp.add_argument("file", metavar="FILE", help="reference-format .pt file (indices, likelihoods)")
+    imp.add_argument("--student", required=True, help=SOURCE_HELP)
+    imp.add_argument("--teacher", required=True, help="teacher tokenizer source, same forms")
+    imp.add_argument("-o", "--output", required=True, help="W file to write (.safetensors)")
+    add_json(imp)
+    imp.set_defaults(run=cmd_import)
