@@ -16,7 +16,7 @@ import time
 
 from xtoken_align.corpus import default_corpus, read_corpus
 from xtoken_align.diagnose import diagnose
-from xtoken_align.diagnose_corpus import one_to_one
+from xtoken_align.diagnose.corpus import one_to_one
 from xtoken_align.projection import build_projection
 from xtoken_align.spans import encode_spans
 from xtoken_align.vocab import load_vocab

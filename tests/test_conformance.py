@@ -20,7 +20,7 @@ import pytest
 from conftest import FAMILIES, gsm8k, vocab
 from stress import stress_corpus
 
-from xtoken_align.diagnose_corpus import one_to_one
+from xtoken_align.diagnose.corpus import one_to_one
 from xtoken_align.distill.align import align_batch
 from xtoken_align.sources import load_tokenizer
 from xtoken_align.spans import Spans, align_chunks, encode_spans, round_trips, token_spans

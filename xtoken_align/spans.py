@@ -16,7 +16,7 @@ chunks two tokenisations through this module, so they agree chunk for chunk.
 
 Everything is vectorised over many texts at once; only texts whose streams differ go one by one.
 Left out: what a chunk means for training (which chunks a model predicts, the one-position shift:
-`distill/align.py`) or for reports (`score`, `diagnose_corpus`).
+`distill/align.py`) or for reports (`score`, `diagnose.corpus`).
 """
 
 from __future__ import annotations
