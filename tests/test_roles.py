@@ -20,6 +20,7 @@ from tokenizers import AddedToken, Tokenizer
 from xtoken_align.roles import KNOWN_FAMILIES, TokenRoles, is_placeholder, known_role, special_roles
 from xtoken_align.rules.context import RuleContext
 from xtoken_align.rules.strings import ROLE_PRIORITY, special_rule
+from xtoken_align.tokenizer_folder import save_tokenizer_folder
 
 # Published chat templates of the families built below, as the families ship them.
 PHI4_MINI_TEMPLATE = (
@@ -112,9 +113,7 @@ def built_dir(tmp_path_factory: pytest.TempPathFactory):
         tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
         tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in plain])
         folder = tmp_path_factory.mktemp(family)
-        tokenizer.save(str(folder / "tokenizer.json"))
-        (folder / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": template}))
-        folders[family] = folder
+        folders[family] = save_tokenizer_folder(folder, tokenizer, {**config, "chat_template": template})
     return folders
 
 

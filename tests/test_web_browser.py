@@ -5,6 +5,7 @@ Screenshots go to $XTOKEN_ALIGN_ARTIFACTS (CI sets it to ./artifacts), else to p
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -14,6 +15,8 @@ import pytest
 from conftest import TOKENIZERS
 from playwright.sync_api import Page, expect, sync_playwright
 from web_fixtures import start_server
+
+from xtoken_align.tokenizer_folder import save_tokenizer_folder
 
 pytestmark = pytest.mark.slow
 
@@ -156,8 +159,8 @@ def hostile_server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hostile")
     tokenizer = Tokenizer.from_file(str(TOKENIZERS / "llama2" / "tokenizer.json"))
     tokenizer.add_tokens([AddedToken(p, special=False, normalized=False) for p in PAYLOADS])
-    tokenizer.save(str(folder / "tokenizer.json"))
-    shutil.copyfile(TOKENIZERS / "llama2" / "tokenizer_config.json", folder / "tokenizer_config.json")
+    config = json.loads((TOKENIZERS / "llama2" / "tokenizer_config.json").read_text(encoding="utf-8"))
+    save_tokenizer_folder(folder, tokenizer, config)
     server = start_server(folder / "workspace", "--student", str(folder), "--teacher", "demo:llama2")
     yield server.url
     server.stop()

@@ -7,11 +7,11 @@ that `DistillConfig.student.model` / `teachers[].model` can point at.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
+from xtoken_align.tokenizer_folder import role_config, save_tokenizer_folder
 from xtoken_align.vocab import Vocab
 
 FAMILIES = ("llama", "qwen3")
@@ -47,10 +47,6 @@ def tiny_model(
         model = LlamaForCausalLM(LlamaConfig(**dims))
     else:
         model = Qwen3ForCausalLM(Qwen3Config(head_dim=hidden // heads, **dims))
-    folder = Path(folder)
+    folder = save_tokenizer_folder(folder, vocab.tokenizer, role_config(vocab))  # the roles travel with it
     model.save_pretrained(folder, safe_serialization=True)
-    vocab.tokenizer.save(str(folder / "tokenizer.json"))
-    roles = vocab.roles()  # keep BOS/EOS/PAD/UNK roles with the copy of the tokenizer
-    config = {f"{role}_token": vocab.pieces[roles[role]] for role in ("bos", "eos", "pad", "unk") if role in roles}
-    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
     return folder
