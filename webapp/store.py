@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xtoken_align.edits import Row
+from xtoken_align.projection import RowEntry
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
@@ -63,7 +64,7 @@ def _dump(row: Row) -> str:
 
 
 def _load(text: str) -> Row:
-    return [(int(c), float(w), str(r), float(s)) for c, w, r, s in json.loads(text)]
+    return [RowEntry(int(c), float(w), str(r), float(s)) for c, w, r, s in json.loads(text)]
 
 
 class EditStore:

@@ -17,11 +17,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from xtoken_align.errors import XTokenError
-from xtoken_align.projection import Projection
+from xtoken_align.projection import Projection, RowEntry
 from xtoken_align.rules import RULE_CODES
 
 MAX_WEIGHT = 1e6
-Row = list[tuple[int, float, str, float]]  # (teacher id, weight, rule, raw score), heaviest first
+Row = list[RowEntry]  # heaviest first, as `Projection.row` gives them
 
 
 def normalise_row(
@@ -29,8 +29,11 @@ def normalise_row(
 ) -> Row:
     """A validated row summing to 1, heaviest first.
 
-    >>> normalise_row([(5, 3.0), (7, 1.0)], [(5, 0.75, "digits", 0.9)], 10, allow_empty=False)
-    [(5, 0.75, 'digits', 0.9), (7, 0.25, 'edit', 1.0)]
+    >>> kept, new = normalise_row([(5, 3.0), (7, 1.0)], [RowEntry(5, 0.75, "digits", 0.9)], 10, allow_empty=False)
+    >>> kept
+    RowEntry(teacher=5, weight=0.75, rule='digits', score=0.9)
+    >>> new
+    RowEntry(teacher=7, weight=0.25, rule='edit', score=1.0)
     """
     pairs = list(entries)
     if len(pairs) > top_k:
@@ -58,16 +61,16 @@ def normalise_row(
         normalised = weight / total
         old = before.get(col)
         if old is not None and abs(old[0] - normalised) <= 1e-6:
-            row.append((col, old[0], old[1], old[2]))  # unchanged: keep provenance
+            row.append(RowEntry(col, *old))  # unchanged: keep provenance
         else:
-            row.append((col, normalised, "edit", weight))
-    return sorted(row, key=lambda e: (-e[1], e[0]))
+            row.append(RowEntry(col, normalised, "edit", weight))
+    return sorted(row, key=lambda e: (-e.weight, e.teacher))
 
 
 def apply_rows(projection: Projection, rows: Mapping[int, Row], history: list[dict] | None = None) -> Projection:
     """A new Projection with the given rows replaced (everything else identical)."""
     m = projection.matrix
-    entry_rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    entry_rows = projection.entry_rows()
     keep = ~np.isin(entry_rows, np.fromiter(rows, dtype=np.int64, count=len(rows)))
     added = [(row, col, weight, RULE_CODES.index(rule), score) for row, row_entries in rows.items()
              for col, weight, rule, score in row_entries]  # fmt: skip
