@@ -2,7 +2,7 @@
 mixed chunk layouts, and naive dense references (float64, explicit loops) of every loss.
 
 The references walk chunks and positions in Python and use a dense W; the modules under test are
-vectorised and sparse. Test modules pull the fixtures in with `pytest_plugins = ["loss_fixtures"]`
+vectorised and sparse. conftest.py loads the fixtures for every test module, and test modules
 and import the helpers by name.
 """
 

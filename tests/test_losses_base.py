@@ -33,8 +33,6 @@ from xtoken_align.distill.losses import (
 )
 from xtoken_align.distill.sparse_w import ProjectionW
 
-pytest_plugins = ["loss_fixtures"]
-
 
 @pytest.mark.parametrize("layout", ["mixed", "single"])
 @pytest.mark.parametrize("tau", [1.0, 2.0])

@@ -21,8 +21,6 @@ from xtoken_align.distill.losses import (
 )
 from xtoken_align.distill.sparse_w import ProjectionW
 
-pytest_plugins = ["loss_fixtures"]
-
 
 def test_common_sets_are_nontrivial(projection):
     """The reference comparisons above exercise collisions and both tail truncations."""

@@ -14,8 +14,6 @@ from xtoken_align.distill.losses import (
     kd_scale,
 )
 
-pytest_plugins = ["loss_fixtures"]
-
 
 def test_cross_entropy_ignores_minus_100(batch):
     student, _, _, _, labels, _ = batch

@@ -23,8 +23,6 @@ from xtoken_align.distill.losses import (
 )
 from xtoken_align.distill.sparse_w import ProjectionW
 
-pytest_plugins = ["loss_fixtures"]
-
 
 def test_float32_inputs_compute_in_float32(projection, batch):
     student, teacher, s_chunk, t_chunk, labels, t_labels = batch

@@ -27,8 +27,6 @@ from xtoken_align.distill.sparse_w import ProjectionW
 from xtoken_align.distill.teachers import prepare_teachers
 from xtoken_align.errors import XTokenError
 
-pytest_plugins = ["loss_fixtures"]
-
 
 def run_config(loss: str, tokenizer: str = "demo:llama3", projection: str | None = None, **teacher) -> DistillConfig:
     spec = {"model": "teacher", "tokenizer": tokenizer, "loss": loss, "projection": projection, **teacher}

@@ -14,8 +14,6 @@ from xtoken_align.distill.losses import (
     KDLoss,
 )
 
-pytest_plugins = ["loss_fixtures"]
-
 
 def test_kd_matches_reference(batch):
     student, _, s_chunk, _, labels, _ = batch

@@ -19,8 +19,6 @@ from xtoken_align.distill.losses import (
 from xtoken_align.distill.sparse_w import ProjectionW
 from xtoken_align.formats import load_projection, save_projection
 
-pytest_plugins = ["loss_fixtures"]
-
 
 def test_project_matches_dense(projection):
     w = ProjectionW.from_projection(projection).double()

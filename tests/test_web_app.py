@@ -11,8 +11,6 @@ import pytest
 from conftest import ROOT, vocab
 from web_fixtures import LLAMA3, client_for, page
 
-pytest_plugins = ["web_fixtures"]
-
 
 def example_path(path: str) -> str:
     values = {"side": "student", "token_id": "5", "teacher": LLAMA3, "student_id": "5", "fmt": "csv"}

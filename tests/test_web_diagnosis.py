@@ -15,8 +15,6 @@ from web_fixtures import LLAMA3, MISTRAL, TEACHER_KEYS, client_for, pid, put_row
 
 from xtoken_align.diagnose import diagnose
 
-pytest_plugins = ["web_fixtures"]
-
 
 def diagnosis(client, **params) -> dict:
     response = client.get("/api/diagnosis", params={"corpus_texts": 0, **params})

@@ -17,7 +17,6 @@ from web_fixtures import Server
 
 from xtoken_align.formats import load_projection
 
-pytest_plugins = ["web_fixtures"]
 pytestmark = pytest.mark.slow
 
 TEACHER = "mistral-v1"

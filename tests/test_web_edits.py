@@ -31,8 +31,6 @@ from web_fixtures import (
 
 from xtoken_align.formats import load_projection
 
-pytest_plugins = ["web_fixtures"]
-
 
 def test_put_normalises_and_drops_zero_weights(fresh_client) -> None:
     teacher = vocab("llama3")

@@ -17,8 +17,6 @@ from web_fixtures import LLAMA3, MISTRAL, STUDENT, client_for, copy_workspace, d
 
 from xtoken_align.formats import load_projection
 
-pytest_plugins = ["web_fixtures"]
-
 
 @pytest.fixture(scope="module")
 def edited_client(web_workspace, tmp_path_factory):

@@ -24,7 +24,6 @@ from web_fixtures import TEACHER_KEYS, client_for, copy_workspace
 from webapp.app import create_app
 from webapp.settings import Settings
 
-pytest_plugins = ["web_fixtures"]
 pytestmark = pytest.mark.slow
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True, database=None)

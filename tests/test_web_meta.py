@@ -7,8 +7,6 @@ from web_fixtures import STUDENT, TEACHER_KEYS, TEACHERS
 
 from xtoken_align.rules import RULE_CODES
 
-pytest_plugins = ["web_fixtures"]
-
 
 def test_meta(web_client) -> None:
     meta = web_client.get("/api/meta").json()

@@ -14,8 +14,6 @@ import pytest
 from conftest import gsm8k, vocab
 from web_fixtures import LLAMA3, MISTRAL, TEACHER_KEYS, client_for
 
-pytest_plugins = ["web_fixtures"]
-
 
 def boundaries(tokens: list[dict]) -> set[int]:
     return {t["start"] for t in tokens} | ({tokens[-1]["end"]} if tokens else set())

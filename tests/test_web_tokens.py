@@ -12,8 +12,6 @@ import pytest
 from conftest import vocab
 from web_fixtures import LLAMA3, MISTRAL, pid
 
-pytest_plugins = ["web_fixtures"]
-
 
 def test_student_token_detail(web_client, web_workspace) -> None:
     student, teacher = vocab("llama2"), vocab("llama3")

@@ -15,8 +15,6 @@ import pytest
 from conftest import vocab
 from web_fixtures import LLAMA3, MISTRAL, category_of, every_page, page, pid, present_ids
 
-pytest_plugins = ["web_fixtures"]
-
 
 @pytest.mark.parametrize("q", ["hello", "▁the", "ing", "é", "<"])
 def test_substring_search_matches_piece_or_display(web_client, q: str) -> None:

@@ -15,8 +15,6 @@ from web_fixtures import MISTRAL, STUDENT, TEACHER_KEYS, TEACHERS, copy_workspac
 from xtoken_align.errors import XTokenError
 from xtoken_align.formats import load_projection, save_projection
 
-pytest_plugins = ["web_fixtures"]
-
 
 def test_workspace_for_other_tokenizers_is_refused(web_workspace, tmp_path: Path) -> None:
     folder = copy_workspace(web_workspace, tmp_path / "ws").folder

@@ -10,8 +10,7 @@ Two workspaces are built per session, each in pytest's tmp dir (never in the rep
 Workspaces here are opened with conftest's cached `vocab()` as their loader (a 128k vocabulary takes a
 second or two to load); nothing else about them differs from what `xtoken-align serve` opens.
 `start_server` runs the real console command in a subprocess (it loads its own vocabularies).
-Test modules pull these in with `pytest_plugins = ["web_fixtures"]` and import its helpers, so it is
-imported before pytest could rewrite its asserts: PYTEST_DONT_REWRITE.
+conftest.py loads these fixtures for every test module; test modules import its helpers by name.
 """
 
 from __future__ import annotations
