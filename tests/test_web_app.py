@@ -107,3 +107,16 @@ def test_static_modules_import_without_a_cycle() -> None:
 
     for module in graph:
         visit(module, ())
+
+
+def test_served_connections_send_without_nagle_delay() -> None:
+    """Keep-alive responses are written in parts; with Nagle's algorithm on, each waits for the
+    client's delayed ACK (~40 ms a request). The listening socket hands TCP_NODELAY to every connection."""
+    import socket
+
+    from webapp.cli import bind
+
+    with bind("127.0.0.1", 0) as listening, socket.create_connection(listening.getsockname()[:2]):
+        accepted, _ = listening.accept()
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
