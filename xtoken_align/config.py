@@ -11,10 +11,12 @@ Example `rules.yaml`:
       - {name: bytes}
       - {name: multitoken}
       - {name: fuzzy, weight: 0.3}     # off unless listed
+      - {name: corpus, corpus: train.jsonl, prior: 10}   # off unless listed; last
 
 Claiming rules (special, exact, digits, bytes, multitoken) fill a row only if no earlier claiming
 rule did; adding rules (fuzzy, reverse) add lower-weight entries to rows that are not exact or
-special matches.
+special matches. The blending rule (corpus) comes last and mixes corpus counts into the rows the
+rules before it built (method.md §2).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from xtoken_align.errors import XTokenError
 from xtoken_align.textfile import read_text
@@ -86,12 +88,40 @@ class ReverseRule(_LeadingPieces):
     weight: Annotated[float, Field(gt=0, le=1)] = 0.5
 
 
+class CorpusRule(_Rule):
+    """Teacher tokens seen opening each student token's chunk in a corpus, blended with the rows the
+    rules before it built: row = (counts + prior · rule row) / (n + prior), n = the row's count.
+
+    `prior` is how many corpus observations the string rules' (normalised) row is worth: a
+    Dirichlet prior centred on it, so a row seen n ≫ prior times follows the corpus, a rarely seen
+    row stays near its rules, prior → ∞ is the rules alone and prior = 0 the counts alone. Rows seen
+    fewer than `min_count` times, special rows, exact rows (unless `blend_exact`) and rows the
+    corpus never sees are left as the rules built them. Counts come from `spans.opening_pairs`:
+    where a student token opens a chunk, the teacher token opening it (what `score` measures).
+    """
+
+    name: Literal["corpus"] = "corpus"
+    corpus: Annotated[tuple[str, ...], Field(min_length=1)]  # JSONL or text files (`read_corpus`)
+    limit: Annotated[int, Field(ge=1)] | None = None  # texts read per file; None: all
+    prior: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 10.0
+    min_count: Annotated[int, Field(ge=1)] = 3
+    blend_exact: bool = False  # also blend exact rows (Llama's ` the` where o200k writes ` theory`)
+
+    @field_validator("corpus", mode="before")
+    @classmethod
+    def _one_path_or_many(cls, value: object) -> object:
+        if isinstance(value, str | Path):
+            return (str(value),)
+        return [str(v) if isinstance(v, Path) else v for v in value] if isinstance(value, list | tuple) else value
+
+
 RuleConfig = Annotated[
-    ExactRule | SpecialRule | DigitsRule | BytesRule | MultitokenRule | FuzzyRule | ReverseRule,
+    ExactRule | SpecialRule | DigitsRule | BytesRule | MultitokenRule | FuzzyRule | ReverseRule | CorpusRule,
     Field(discriminator="name"),
 ]
 CLAIMING = ("special", "exact", "digits", "bytes", "multitoken")
 ADDING = ("fuzzy", "reverse")
+BLENDING = ("corpus",)
 
 
 def default_rules() -> tuple[RuleConfig, ...]:
@@ -112,6 +142,8 @@ class BuildConfig(BaseModel):
             raise ValueError(f"rules listed more than once: {', '.join(repeated)}")
         if not any(name in CLAIMING for name in names):
             raise ValueError(f"at least one of {', '.join(CLAIMING)} is needed to fill rows")
+        if any(name in BLENDING for name in names[:-1]):
+            raise ValueError("corpus blends with the rows the other rules built: list it last")
         return self
 
     def rule(self, name: str) -> RuleConfig | None:

@@ -2,7 +2,8 @@
 
 `build_projection(student, teacher, config)` runs the rules of `BuildConfig` in order (see
 `xtoken_align.config`), sums duplicate entries, keeps the top K per row by raw score, and
-normalises each row to 1. Every entry remembers the rule that made it and its raw score.
+normalises each row to 1; a `corpus` rule then blends corpus counts into the rows
+(`rules/corpus.py`). Every entry remembers the rule that made it and its raw score.
 `Projection.check` states what a valid W is (shape, finite, non-negative, rows summing to 1); its
 row views (`entry_rows`, `filled`, `leading`) and `common_set` are what scoring, diagnosis, the
 web layer and training read, vectorised over all rows. Left out: files (`xtoken_align.formats`)
@@ -22,9 +23,11 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from xtoken_align import __version__
-from xtoken_align.config import ADDING, BuildConfig
+from xtoken_align.assemble import assemble_entries, assemble_parts  # noqa: F401  assemble_entries: re-exported
+from xtoken_align.config import ADDING, BLENDING, BuildConfig
 from xtoken_align.errors import XTokenError
 from xtoken_align.rules import ONE_HOT_CODES, ONE_HOT_RULES, RULE_CODES, RULES, Entries, RuleContext
+from xtoken_align.rules.corpus import blend_counts, corpus_entries, corpus_texts, count_openers
 from xtoken_align.vocab import Vocab
 
 ROW_SUM_TOLERANCE = 1e-6
@@ -219,15 +222,20 @@ def build_time() -> str:
 def build_projection(
     student: Vocab, teacher: Vocab, config: BuildConfig | None = None, *, progress: bool | None = None
 ) -> Projection:
-    """Build W from the rules of `config` (default rules, K = 4). `progress=None`: a bar on a terminal."""
+    """Build W from the rules of `config` (default rules, K = 4). `progress=None`: a bar on a terminal.
+    A `corpus` rule reads and counts its corpus first (a bad file fails before any other work)."""
     config = config or BuildConfig()
+    corpus = config.rule("corpus")
+    counts = count_openers(student, teacher, corpus_texts(corpus)) if corpus else None
     ctx = RuleContext(student, teacher)
     candidates = [i for i in range(student.size) if student.categories[i] != "unused"]
-    open_rows, protected = list(candidates), set()  # protected: exact and special rows stay one-hot
+    open_rows, protected, special = list(candidates), set(), set()  # protected: exact and special rows
     parts: list[tuple[int, Entries]] = []
     bar = tqdm(config.rules, desc="build W", unit="rule", disable=None if progress is None else not progress)
     for rule in bar:
         bar.set_postfix_str(rule.name)
+        if rule.name in BLENDING:
+            continue  # blended into the assembled rows below
         if rule.name in ADDING:
             entries = RULES[rule.name](ctx, [r for r in candidates if r not in protected], rule)
         else:
@@ -236,44 +244,13 @@ def build_projection(
             open_rows = [r for r in open_rows if r not in claimed]
             if rule.name in ONE_HOT_RULES:
                 protected |= claimed
+            if rule.name == "special":
+                special |= claimed
         parts.append((RULE_CODES.index(rule.name), entries))
-    matrix, rules, scores = _assemble(parts, (student.size, teacher.size), config.top_k)
+    matrix, rules, scores = assemble_parts(parts, (student.size, teacher.size), config.top_k)
+    if corpus and counts is not None:
+        kept = special if corpus.blend_exact else protected
+        seen = corpus_entries(counts, [r for r in candidates if r not in kept], corpus)
+        code = RULE_CODES.index("corpus")
+        matrix, rules, scores = blend_counts(matrix, rules, scores, seen, corpus.prior, code, config.top_k)
     return Projection(matrix, rules, scores, TokenizerInfo.of(student), TokenizerInfo.of(teacher), config)
-
-
-def _assemble(parts: list[tuple[int, Entries]], shape: tuple[int, int], top_k: int):
-    """Sum duplicate (row, col) entries, keep the top K per row, normalise rows; all vectorised."""
-    rows = np.concatenate([np.asarray(e.rows, dtype=np.int64) for _, e in parts] or [np.zeros(0, np.int64)])
-    cols = np.concatenate([np.asarray(e.cols, dtype=np.int64) for _, e in parts] or [np.zeros(0, np.int64)])
-    scores = np.concatenate([np.asarray(e.scores, dtype=np.float64) for _, e in parts] or [np.zeros(0)])
-    codes = np.concatenate([np.full(len(e), code, dtype=np.uint8) for code, e in parts] or [np.zeros(0, np.uint8)])
-    return assemble_entries(rows, cols, scores, codes, shape, top_k)
-
-
-def assemble_entries(rows, cols, scores, codes, shape: tuple[int, int], top_k: int, keep_within: float = 0.0):
-    """(CSR W, rule codes, raw scores) from raw entries. A duplicate (row, col) sums its scores and
-    keeps the rule of its largest contribution; ties in the top K go to the lower teacher id. Rows
-    already summing to 1 within `keep_within` keep their values exactly (lossless re-import)."""
-    keys = rows * shape[1] + cols
-    order = np.lexsort((-scores, keys))  # by key, largest contribution first
-    keys, scores, codes = keys[order], scores[order], codes[order]
-    first = np.ones(len(keys), dtype=bool)
-    first[1:] = keys[1:] != keys[:-1]
-    group = np.cumsum(first) - 1
-    summed = np.bincount(group, weights=scores) if len(keys) else np.zeros(0)
-    keys, codes = keys[first], codes[first]
-    rows, cols = keys // shape[1], keys % shape[1]
-
-    order = np.lexsort((cols, -summed, rows))  # per row: heaviest first, then lower teacher id
-    rows, cols, summed, codes = rows[order], cols[order], summed[order], codes[order]
-    row_start = np.searchsorted(rows, rows, side="left")
-    keep = (np.arange(len(rows)) - row_start) < top_k
-    rows, cols, summed, codes = rows[keep], cols[keep], summed[keep], codes[keep]
-
-    totals = np.bincount(rows, weights=summed, minlength=shape[0])[rows]
-    weights = np.where(np.abs(totals - 1) <= keep_within, summed, summed / totals)
-    order = np.lexsort((cols, rows))  # CSR order: by row, then column
-    rows, cols, weights, summed, codes = rows[order], cols[order], weights[order], summed[order], codes[order]
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=shape[0]))]).astype(np.int64)
-    matrix = sp.csr_array((weights.astype(np.float32), cols.astype(np.int32), indptr), shape=shape)
-    return matrix, codes.astype(np.uint8), summed.astype(np.float32)

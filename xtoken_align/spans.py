@@ -174,6 +174,24 @@ def align_chunks(s: Spans, t: Spans) -> Chunks:
     return Chunks(s_chunk, t_chunk, first, count, diverged)
 
 
+def opening_pairs(s: Spans, t: Spans, chunks: Chunks) -> tuple[np.ndarray, np.ndarray]:
+    """Student tokens that open a chunk, and the teacher token opening the same chunk: a (N_s,) bool
+    mask and, for the masked tokens, teacher positions. Both corpus agreement and the corpus rule
+    read exactly these pairs. "201 x", student `201`,` x` against `2`,`0`,`1`,` x`: mask
+    [True, True], teacher positions [0, 3]."""
+    s_opens, t_opens = _chunk_openers(chunks.student, chunks.total), _chunk_openers(chunks.teacher, chunks.total)
+    opens = (chunks.student >= 0) & (s_opens[chunks.student] == np.arange(len(s.ids)))
+    return opens, t_opens[chunks.student[opens]]
+
+
+def _chunk_openers(chunk: np.ndarray, total: int) -> np.ndarray:
+    """(total + 1,) position of the first token of each chunk (slot `total`, for -1: unused)."""
+    opens = np.full(total + 1, -1, dtype=np.int64)
+    kept = np.flatnonzero(chunk >= 0)
+    opens[chunk[kept[::-1]]] = kept[::-1]  # reversed: the earliest position is written last
+    return opens
+
+
 def _equal_streams(a_size: np.ndarray, a: np.ndarray, b_size: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(n,) bool: text k of stream `a` equals text k of stream `b`."""
     same = a_size == b_size

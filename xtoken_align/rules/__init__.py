@@ -2,7 +2,9 @@
 
 A rule is a function `rule(ctx, rows, config) -> Entries`: given the student rows it may fill, it
 proposes (row, teacher id, score) entries. `build_projection` runs the rules in the configured
-order; see `xtoken_align.config` for which rules claim rows and which only add to them.
+order; see `xtoken_align.config` for which rules claim rows and which only add to them. The
+blending rule, `corpus`, is not in RULES: it counts a corpus and `build_projection` blends the counts
+into the assembled rows (`rules/corpus.py`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ RULES: dict[str, Rule] = {
 # Provenance codes stored per entry in W files; append only, never reorder.
 RULE_CODES: tuple[str, ...] = (
     "exact", "special", "digits", "bytes", "multitoken", "fuzzy", "reverse", "edit", "imported",
+    "corpus",
 )  # fmt: skip
 # Rules whose entry says the student token *is* the teacher token: their rows stay one-hot, and they
 # win H-KL common-set collisions.

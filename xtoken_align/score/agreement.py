@@ -10,7 +10,7 @@ import numpy as np
 
 from xtoken_align.projection import Projection
 from xtoken_align.score.report import CategoryAgreement, CorpusAgreement, NotRoundTrip, UnreproducedText
-from xtoken_align.spans import align_chunks, encode_spans, round_trips
+from xtoken_align.spans import align_chunks, encode_spans, opening_pairs, round_trips
 from xtoken_align.vocab import Vocab
 
 NAMED_TEXTS = 20  # texts named in a report's not-round-trip list; the counts cover all
@@ -26,10 +26,8 @@ def corpus_agreement(
     top_col = projection.leading().teacher
     s, t = encode_spans(student, texts), encode_spans(teacher, texts)
     chunks = align_chunks(s, t)
-    s_opens, t_opens = _chunk_openers(chunks.student, chunks.total), _chunk_openers(chunks.teacher, chunks.total)
-    position = np.arange(len(s.ids))
-    aligned = (chunks.student >= 0) & (s_opens[chunks.student] == position)
-    s_al, t_al = s.ids[aligned], t.ids[t_opens[chunks.student[aligned]]]
+    aligned, t_at = opening_pairs(s, t, chunks)
+    s_al, t_al = s.ids[aligned], t.ids[t_at]
     hits = top_col[s_al] == t_al
     mass = np.asarray(projection.matrix[s_al, t_al]).ravel() if len(s_al) else np.zeros(0)
     categories = student.category_codes
@@ -63,14 +61,6 @@ def corpus_agreement(
         mass=round(float(mass.mean()), 4) if len(mass) else 0.0,
         categories=per_category,
     )
-
-
-def _chunk_openers(chunk: np.ndarray, total: int) -> np.ndarray:
-    """(total + 1,) position of the first token of each chunk (slot `total`, for -1: unused)."""
-    opens = np.full(total + 1, -1, dtype=np.int64)
-    kept = np.flatnonzero(chunk >= 0)
-    opens[chunk[kept[::-1]]] = kept[::-1]  # reversed: the earliest position is written last
-    return opens
 
 
 def _share(flags: np.ndarray) -> float:
