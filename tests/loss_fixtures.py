@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
+from xtoken_align.assemble import assemble_entries
 from xtoken_align.distill.losses import GoldLoss, HKLLoss, PKLLoss, ULDLoss
 from xtoken_align.distill.sparse_w import ProjectionW
-from xtoken_align.projection import Projection, TokenizerInfo, assemble_entries
+from xtoken_align.projection import Projection, TokenizerInfo
 
 V_S, V_T = 40, 50
 TOPK, TAIL = 12, 6

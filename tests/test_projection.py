@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from conftest import vocab
 
+from xtoken_align.assemble import assemble_entries
 from xtoken_align.config import BuildConfig, DigitsRule, ExactRule, FuzzyRule, MultitokenRule, ReverseRule, SpecialRule
 from xtoken_align.errors import XTokenError
-from xtoken_align.projection import Projection, TokenizerInfo, assemble_entries, build_projection
+from xtoken_align.projection import Projection, TokenizerInfo, build_projection
 from xtoken_align.rules import RULE_CODES
 
 

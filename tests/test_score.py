@@ -9,9 +9,10 @@ from functools import cache
 import numpy as np
 from conftest import vocab
 
+from xtoken_align.assemble import assemble_entries
 from xtoken_align.config import BuildConfig, DigitsRule, ExactRule, MultitokenRule, SpecialRule
 from xtoken_align.corpus import default_corpus, read_corpus
-from xtoken_align.projection import Projection, TokenizerInfo, assemble_entries, build_projection
+from xtoken_align.projection import Projection, TokenizerInfo, build_projection
 from xtoken_align.score import ScoreReport, corpus_agreement, coverage, score_projection
 
 

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from xtoken_align import __version__
-from xtoken_align.assemble import assemble_entries, assemble_parts  # noqa: F401  assemble_entries: re-exported
+from xtoken_align.assemble import assemble_parts
 from xtoken_align.config import ADDING, BLENDING, BuildConfig
 from xtoken_align.errors import XTokenError
 from xtoken_align.rules import ONE_HOT_CODES, ONE_HOT_RULES, RULE_CODES, RULES, Entries, RuleContext

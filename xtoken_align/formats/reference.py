@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from xtoken_align.assemble import assemble_entries
 from xtoken_align.atomic import atomic_path
 from xtoken_align.errors import XTokenError
-from xtoken_align.projection import ROW_SUM_TOLERANCE, Projection, TokenizerInfo, assemble_entries
+from xtoken_align.projection import ROW_SUM_TOLERANCE, Projection, TokenizerInfo
 from xtoken_align.report import Report
 from xtoken_align.rules import RULE_CODES
 from xtoken_align.vocab import Vocab
