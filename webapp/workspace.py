@@ -45,6 +45,16 @@ class UnknownTeacher(XTokenError):
     """A teacher key this workspace does not have (the API answers 404)."""
 
 
+@dataclass(frozen=True)
+class CompareW:
+    """A W given with `serve --compare NAME=PATH`: read once at start, for the diff view."""
+
+    name: str
+    teacher: str  # the workspace teacher key it is a W of
+    path: str
+    projection: Projection
+
+
 @dataclass
 class TeacherState:
     key: str
@@ -139,6 +149,7 @@ class Workspace:
         self.student_index = VocabIndex(self.student)
         self.store = EditStore(folder / "edits.sqlite")
         self.teachers: dict[str, TeacherState] = {}
+        self.compares: dict[str, CompareW] = {}
         vocabs: dict[str, Vocab] = {}
         for vocab in teachers:
             vocabs[self._key(vocab.name, vocabs)] = vocab
@@ -178,6 +189,32 @@ class Workspace:
             return self.teachers[key]
         except KeyError:
             raise UnknownTeacher(f"unknown teacher '{key}'; this workspace has {', '.join(self.teachers)}") from None
+
+    def add_compare(self, name: str, path: str) -> CompareW:
+        """Read a W to compare against; refused unless it is a W of this student and one of the teachers."""
+        if name in self.compares:
+            raise XTokenError(f"--compare {name} is given twice; give each W its own name")
+        projection = load_projection(path)
+        try:
+            projection.check_tokenizers(self.student, None)
+        except XTokenError as exc:
+            raise XTokenError(f"--compare {name}={path}: {exc}") from None
+        keys = [k for k, t in self.teachers.items() if TokenizerInfo.of(t.vocab) == projection.teacher]
+        keys = keys or [k for k, t in self.teachers.items() if t.vocab.fingerprint == projection.teacher.fingerprint]
+        if not keys:
+            raise XTokenError(
+                f"--compare {name}={path} is a W for teacher {projection.teacher.name}, which this workspace "
+                f"does not have (teachers: {', '.join(self.teachers)})"
+            )
+        self.compares[name] = CompareW(name, keys[0], str(path), projection)
+        return self.compares[name]
+
+    def compare(self, name: str, key: str) -> CompareW:
+        found = self.compares.get(name)
+        if found is None or found.teacher != key:
+            names = ", ".join(n for n, c in self.compares.items() if c.teacher == key) or "none"
+            raise UnknownTeacher(f"no W named '{name}' to compare with teacher '{key}' (given with --compare: {names})")
+        return found
 
     def edit(self, key: str, sid: int, version: int, entries: list[tuple[int, float]], note: str) -> Change:
         state = self.teacher(key)
