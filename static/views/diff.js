@@ -52,7 +52,7 @@ export async function renderDiff(main, route) {
       marker: { color: "#2f5fd0" },
     }];
     const layout = { title: { text: `Mass moved per student category (${report.student} → ${report.teacher})` }, template: "plotly_white",
-      yaxis: { title: { text: "rows of mass moved (½·Σ|A − B|)" } }, margin: { t: 50, b: 90 } };
+      yaxis: { title: { text: "rows of mass moved (½·Σ|A − B|)" } }, margin: { t: 50, b: 90 }, bargap: 0.45 };
     window.Plotly.newPlot(chart, data, layout, { responsive: true, displaylogo: false });
   }
 }
