@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from webapp.compare import CompareW, read_compare
 from webapp.search import VocabIndex
 from webapp.store import Change, EditStore
 from xtoken_align.atomic import write_atomic
@@ -43,16 +44,6 @@ T = TypeVar("T")
 
 class UnknownTeacher(XTokenError):
     """A teacher key this workspace does not have (the API answers 404)."""
-
-
-@dataclass(frozen=True)
-class CompareW:
-    """A W given with `serve --compare NAME=PATH`: read once at start, for the diff view."""
-
-    name: str
-    teacher: str  # the workspace teacher key it is a W of
-    path: str
-    projection: Projection
 
 
 @dataclass
@@ -191,22 +182,11 @@ class Workspace:
             raise UnknownTeacher(f"unknown teacher '{key}'; this workspace has {', '.join(self.teachers)}") from None
 
     def add_compare(self, name: str, path: str) -> CompareW:
-        """Read a W to compare against; refused unless it is a W of this student and one of the teachers."""
+        """Read a W to compare against (`serve --compare NAME=PATH`); see `read_compare`."""
         if name in self.compares:
             raise XTokenError(f"--compare {name} is given twice; give each W its own name")
-        projection = load_projection(path)
-        try:
-            projection.check_tokenizers(self.student, None)
-        except XTokenError as exc:
-            raise XTokenError(f"--compare {name}={path}: {exc}") from None
-        keys = [k for k, t in self.teachers.items() if TokenizerInfo.of(t.vocab) == projection.teacher]
-        keys = keys or [k for k, t in self.teachers.items() if t.vocab.fingerprint == projection.teacher.fingerprint]
-        if not keys:
-            raise XTokenError(
-                f"--compare {name}={path} is a W for teacher {projection.teacher.name}, which this workspace "
-                f"does not have (teachers: {', '.join(self.teachers)})"
-            )
-        self.compares[name] = CompareW(name, keys[0], str(path), projection)
+        teachers = {key: state.vocab for key, state in self.teachers.items()}
+        self.compares[name] = read_compare(name, path, self.student, teachers)
         return self.compares[name]
 
     def compare(self, name: str, key: str) -> CompareW:
