@@ -5,6 +5,7 @@ import { api, captureToken } from "./api.js";
 import { h, toast } from "./dom.js";
 import { currentTeacher, parseRoute, state } from "./state.js";
 import { renderDiagnosis } from "./views/diagnosis.js";
+import { renderDiff } from "./views/diff.js";
 import { renderExport } from "./views/export.js";
 import { renderHistory } from "./views/history.js";
 import { renderPair } from "./views/pair.js";
@@ -16,6 +17,7 @@ const VIEWS = {
   vocab: renderVocab,
   token: renderToken,
   diagnosis: renderDiagnosis,
+  diff: renderDiff,
   history: renderHistory,
   export: renderExport,
 };

@@ -136,6 +136,7 @@ VIEWS = {  # name -> (URL hash, what the view shows once it has rendered)
     "diagnosis": ("#/diagnosis", ".chart .main-svg"),
     "export": ("#/export", "ul.exports li"),
     "history": ("#/history", "table.history"),
+    "diff-without-compare": ("#/diff", "main h1 + p.muted"),  # says how to give a W to compare with
 }
 
 
@@ -178,3 +179,45 @@ def test_hostile_token_strings_render_as_text(page: Page, hostile_server: str, a
     page.screenshot(path=artifacts / "hostile-token.png")
     assert page.evaluate("window.__pwned") is None
     assert page.locator("img, svg[onload], script:not([src])").count() == 0
+
+
+@pytest.fixture(scope="module")
+def diff_server(tmp_path_factory):
+    """The demo pair, compared with a copy of its W that has a digit row reweighted and two rows moved."""
+    from conftest import vocab
+
+    from xtoken_align.edits import apply_rows
+    from xtoken_align.formats import save_projection
+    from xtoken_align.projection import RowEntry, build_projection
+
+    folder = tmp_path_factory.mktemp("diff")
+    student, teacher = vocab("llama3"), vocab("qwen3")
+    base = save_projection(build_projection(student, teacher, progress=False), folder / "W.safetensors")
+    projection = build_projection(student, teacher, progress=False)
+    sid, word = student.pieces.index("345"), student.pieces.index("Ġthe")
+    rows = {
+        sid: [RowEntry(e.teacher, w, "edit", w) for e, w in zip(projection.row(sid), [0.5, 0.3, 0.2], strict=True)],
+        word: [RowEntry(teacher.pieces.index("Ġa"), 1.0, "edit", 1.0)],
+        student.pieces.index("Ġcat"): [RowEntry(teacher.pieces.index("Ġdog"), 0.6, "edit", 0.6),
+                                      RowEntry(teacher.pieces.index("Ġcat"), 0.4, "edit", 0.4)],
+    }  # fmt: skip
+    learned = save_projection(apply_rows(projection, rows), folder / "learned.safetensors")
+    server = start_server(folder / "workspace", "--demo", "--projection", str(base), "--compare", f"learned={learned}")
+    yield server.url, sid, word
+    server.stop()
+
+
+def test_diff_view(page: Page, diff_server, artifacts: Path) -> None:
+    url, sid, word = diff_server
+    page.goto(f"{url}/#/diff")
+    rows = page.locator("table.diff-rows tbody tr")
+    expect(rows).to_have_count(3, timeout=60_000)
+    expect(page.locator(".card .recommendation").first).to_have_text("3 of 128,256")
+    expect(page.locator(".diff-chart .main-svg").first).to_be_visible(timeout=30_000)  # plotly drew
+    expect(rows.first.locator("td").first).to_contain_text("·the")  # moved all its mass: first
+    expect(rows.first.locator("td").nth(2)).to_contain_text("exact")
+    expect(rows.first.locator("td").nth(3)).to_contain_text("·a")
+    page.screenshot(path=artifacts / "diff.png", full_page=True)
+    rows.first.locator("a").click()
+    expect(page).to_have_url(f"{url}/#/token/student/{word}?teacher=qwen3")
+    expect(page.locator("form.editor")).to_be_visible()

@@ -37,6 +37,9 @@ def hypothesis_home(tmp_path_factory):
     configuration.set_hypothesis_home_dir(None)
 
 
+COMPARE = "base"  # the fuzzed workspace compares its llama3 W with the base W it started from
+
+
 def fold_id(value):
     return abs(value) % 32_000 if isinstance(value, int) and not isinstance(value, bool) else value
 
@@ -58,6 +61,8 @@ def realistic(context, values):
                 for e in fixed["entries"]
             ]
             fixed["version"] = 0
+        if "other" in fixed:
+            fixed["other"] = COMPARE
         variants.append(fixed)
     return st.sampled_from(variants)
 
@@ -69,6 +74,7 @@ def fuzz_schema(web_workspace, tmp_path_factory):
         workspace.folder, workspace.student.source, tuple(t.vocab.source for t in workspace.teachers.values())
     )
     app = create_app(settings_, workspace=workspace)
+    workspace.add_compare(COMPARE, str(workspace.folder / f"W-{TEACHER_KEYS[0]}.safetensors"))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     for name in ("flatmap_query", "flatmap_path_parameters", "flatmap_body"):
         schema.hook(name)(realistic)
@@ -86,6 +92,7 @@ OPERATIONS = [
     "GET /api/teachers/{teacher}/history",
     "GET /api/teachers/{teacher}/export/{fmt}",
     "GET /api/diagnosis",
+    "GET /api/teachers/{teacher}/diff",
 ]
 FEWER = {"GET /api/diagnosis": 4, "GET /api/teachers/{teacher}/export/{fmt}": 20}  # seconds per example
 

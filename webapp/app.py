@@ -59,6 +59,8 @@ def create_app(settings: Settings, workspace: Workspace | None = None, load: Voc
     app.state.workspace = workspace or Workspace.open(
         settings.workspace, settings.student, settings.teachers, settings.projections or None, load=load
     )
+    for name, path in settings.compare:
+        app.state.workspace.add_compare(name, path)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):

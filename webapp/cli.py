@@ -10,6 +10,7 @@ import argparse
 import errno
 import ipaddress
 import os
+import re
 import secrets
 import socket
 import sys
@@ -28,6 +29,10 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--student", help=cli.SOURCE_HELP)
     serve.add_argument("--teacher", action="append", default=[], help="teacher source; repeat for several teachers")
     serve.add_argument("--projection", action="append", default=[], help="W file per teacher, in --teacher order")
+    serve.add_argument(
+        "--compare", action="append", default=[], type=compare_spec, metavar="NAME=PATH",
+        help="a W file of the same student and one teacher to diff against in the Diff view (repeatable)",
+    )  # fmt: skip
     serve.add_argument("--workspace", help="folder for W files and the edit database (default: ./xtoken-workspace)")
     serve.add_argument("--demo", action="store_true", help=f"{DEMO_STUDENT} student, {DEMO_TEACHER} teacher")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -51,7 +56,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
     token = None
     if not _loopback(args.host):
         token = args.token or os.environ.get("XTOKEN_ALIGN_TOKEN") or secrets.token_urlsafe(24)
-    settings = Settings(workspace, student, tuple(teachers), tuple(args.projection), access_token=token)
+    settings = Settings(
+        workspace, student, tuple(teachers), tuple(args.projection),
+        tuple(args.compare), access_token=token,
+    )  # fmt: skip
     listening = bind(args.host, args.port)  # before loading anything: a busy port fails in a second
     app = create_app(settings)
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
@@ -76,6 +84,14 @@ def bind(host: str, port: int) -> socket.socket:
         if exc.errno == errno.EADDRINUSE:
             raise XTokenError(f"port {port} on {host} is already in use; choose another with --port") from None
         raise XTokenError(f"cannot listen on {host} port {port}: {exc.strerror}; choose another with --port") from None
+
+
+def compare_spec(text: str) -> tuple[str, str]:
+    """argparse type for `--compare`: "learned=W.safetensors" -> ("learned", "W.safetensors")."""
+    name, sep, path = text.partition("=")
+    if not sep or not path or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=PATH (NAME: letters, digits, _ . -)")
+    return name, path
 
 
 def port(text: str) -> int:

@@ -24,9 +24,18 @@ class TeacherView(TokenizerView):
     key: str
 
 
+class CompareView(BaseModel):
+    """A W given with `serve --compare NAME=PATH`, for the diff view."""
+
+    name: str
+    teacher: str  # teacher key
+    path: str
+
+
 class Meta(BaseModel):
     student: TokenizerView
     teachers: list[TeacherView]
+    compare: list[CompareView] = []
     workspace: str
     rules: list[str]
     categories: list[str]

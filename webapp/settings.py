@@ -12,6 +12,7 @@ class Settings:
     student: str
     teachers: tuple[str, ...]
     projections: tuple[str, ...] = ()
+    compare: tuple[tuple[str, str], ...] = ()  # (name, W file) pairs the diff view compares against
     access_token: str | None = None  # required on every API call when set (any non-loopback bind)
     max_text_chars: int = 20_000  # pair view input; longer gets 413
     max_body_bytes: int = 1_000_000

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from webapp.compare import CompareW, read_compare
 from webapp.search import VocabIndex
 from webapp.store import Change, EditStore
 from xtoken_align.atomic import write_atomic
@@ -139,6 +140,7 @@ class Workspace:
         self.student_index = VocabIndex(self.student)
         self.store = EditStore(folder / "edits.sqlite")
         self.teachers: dict[str, TeacherState] = {}
+        self.compares: dict[str, CompareW] = {}
         vocabs: dict[str, Vocab] = {}
         for vocab in teachers:
             vocabs[self._key(vocab.name, vocabs)] = vocab
@@ -178,6 +180,21 @@ class Workspace:
             return self.teachers[key]
         except KeyError:
             raise UnknownTeacher(f"unknown teacher '{key}'; this workspace has {', '.join(self.teachers)}") from None
+
+    def add_compare(self, name: str, path: str) -> CompareW:
+        """Read a W to compare against (`serve --compare NAME=PATH`); see `read_compare`."""
+        if name in self.compares:
+            raise XTokenError(f"--compare {name} is given twice; give each W its own name")
+        teachers = {key: state.vocab for key, state in self.teachers.items()}
+        self.compares[name] = read_compare(name, path, self.student, teachers)
+        return self.compares[name]
+
+    def compare(self, name: str, key: str) -> CompareW:
+        found = self.compares.get(name)
+        if found is None or found.teacher != key:
+            names = ", ".join(n for n, c in self.compares.items() if c.teacher == key) or "none"
+            raise UnknownTeacher(f"no W named '{name}' to compare with teacher '{key}' (given with --compare: {names})")
+        return found
 
     def edit(self, key: str, sid: int, version: int, entries: list[tuple[int, float]], note: str) -> Change:
         state = self.teacher(key)

@@ -12,6 +12,7 @@ import json
 from xtoken_align.build_summary import BuildSummary
 from xtoken_align.demo import FetchReport
 from xtoken_align.diagnose.report import DiagnoseReport
+from xtoken_align.diff import DiffReport
 from xtoken_align.distill.summary import RunSummary
 from xtoken_align.formats import ExportSummary, ImportSummary
 from xtoken_align.overlap import OverlapReport
@@ -27,6 +28,7 @@ COMMAND_REPORTS: dict[str, type[Report]] = {
     "score": ScoreReport,
     "export": ExportSummary,
     "import": ImportSummary,
+    "diff": DiffReport,
     "diagnose": DiagnoseReport,
     "restrict": RestrictSummary,
     "distill": RunSummary,

@@ -1,5 +1,14 @@
 """One APIRouter per file; `ROUTERS` is what create_app mounts under /api."""
 
-from webapp.routes import diagnosis, edits, export, meta, pair, tokens, vocab
+from webapp.routes import diagnosis, diff, edits, export, meta, pair, tokens, vocab
 
-ROUTERS = [meta.router, vocab.router, tokens.router, pair.router, edits.router, diagnosis.router, export.router]
+ROUTERS = [
+    meta.router,
+    vocab.router,
+    tokens.router,
+    pair.router,
+    edits.router,
+    diagnosis.router,
+    diff.router,
+    export.router,
+]

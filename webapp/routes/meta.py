@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 
 from webapp.deps import SettingsDep, WorkspaceDep
-from webapp.schemas import Meta, TeacherView, TokenizerView
+from webapp.schemas import CompareView, Meta, TeacherView, TokenizerView
 from xtoken_align.categories import CATEGORY_ORDER
 from xtoken_align.projection import TokenizerInfo
 from xtoken_align.rules import RULE_CODES
@@ -17,6 +17,7 @@ def meta(workspace: WorkspaceDep, settings: SettingsDep) -> Meta:
     return Meta(
         student=TokenizerView(**TokenizerInfo.of(student).as_dict()),
         teachers=[TeacherView(key=key, **TokenizerInfo.of(t.vocab).as_dict()) for key, t in workspace.teachers.items()],
+        compare=[CompareView(name=c.name, teacher=c.teacher, path=c.path) for c in workspace.compares.values()],
         workspace=str(workspace.folder),
         rules=list(RULE_CODES),
         categories=list(CATEGORY_ORDER),

@@ -6,7 +6,7 @@ input (`XTokenError`, and argparse's usage errors through `Parser`) print one `x
 error:` line and exit with status 2; nothing else is caught, so a bug still shows its traceback.
 Outputs are checked before any work: right suffix, existing folder. The subcommands live by
 subject: `tokenizers` (vocab, overlap, restrict, fetch-demos), `projection` (build, score, export,
-import), `diagnosis` (diagnose) and `training` (distill); the web layer adds `serve`.
+import, diff), `diagnosis` (diagnose) and `training` (distill); the web layer adds `serve`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Subcommands about W files: `build`, `score`, `export`, `import`."""
+"""Subcommands about W files: `build`, `score`, `export`, `import`, `diff`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from xtoken_align.cli.common import (
     check_output,
     emit,
     load_vocabs,
+    non_negative_int,
     open_projection,
     positive_int,
 )
@@ -76,6 +77,17 @@ def cmd_import(args: argparse.Namespace) -> None:
     print(f"next: xtoken-align score {path}", file=sys.stderr if args.json else sys.stdout)
 
 
+def cmd_diff(args: argparse.Namespace) -> None:
+    from xtoken_align.diff import check_same_pair, diff_projections, diff_text
+    from xtoken_align.formats import load_projection
+
+    a, b = load_projection(args.a), load_projection(args.b)
+    check_same_pair(a, b)  # before loading tokenizers: a mismatch is refused in a moment
+    student, teacher = load_vocabs(args.student or a.student.source, args.teacher or a.teacher.source)
+    report = diff_projections(a, b, student, teacher, top=args.top, labels=(args.a, args.b))
+    emit(report, args.json, diff_text)
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     build = commands.add_parser("build", help="build W from tokenizer string rules")
     build.add_argument("--student", required=True, help=SOURCE_HELP)
@@ -112,3 +124,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     imp.add_argument("-o", "--output", required=True, help="W file to write (.safetensors)")
     add_json(imp)
     imp.set_defaults(run=cmd_import)
+
+    diff = commands.add_parser("diff", help="how two W files of the same tokenizer pair differ, per row and category")
+    diff.add_argument("a", metavar="A", help="W file (.safetensors)")
+    diff.add_argument("b", metavar="B", help="W file of the same tokenizer pair (.safetensors)")
+    diff.add_argument(
+        "--top", type=non_negative_int, default=50, help="changed rows listed, largest first (default 50)"
+    )
+    add_tokenizer_overrides(diff)
+    add_json(diff)
+    diff.set_defaults(run=cmd_diff)
