@@ -126,7 +126,9 @@ def test_edit_of_an_unknown_teacher_is_404(fresh_client) -> None:
 def test_special_token_may_have_an_empty_row(fresh_client) -> None:
     response = put_row(fresh_client, 0, [], version=0, note="unk maps nowhere")  # <unk> never appears in text
     assert response.status_code == 200 and response.json()["row"] == []
-    assert detail(fresh_client, 0)["row"] == [] and detail(fresh_client, 0)["version"] == 1
+    assert detail(fresh_client, 0)["row"] == []
+    if detail(fresh_client, 0)["version"] == 0:  # the base row was empty already: a no-op, not journalled
+        assert response.json()["changed"] is False
 
 
 def test_stale_version_is_409_with_the_current_row(fresh_client) -> None:
@@ -242,3 +244,56 @@ def test_teacher_column_while_rows_are_edited(fresh_workspace) -> None:
         stop.set()
         reader.join()
     assert errors == []
+
+
+def test_only_the_changed_entry_is_marked_edit(fresh_client, web_workspace) -> None:
+    sid = pid(vocab("llama2"), "▁nederbörd")
+    base = web_workspace.teacher(LLAMA3).base.row(sid)
+    entries = [(c, 0.5 if i == 0 else w) for i, (c, w, _, _) in enumerate(base)]  # the others exactly as stored
+    row = put_row(fresh_client, sid, entries, version=0).json()["row"]
+    rules = {e["teacher_id"]: (e["rule"], e["score"]) for e in row}
+    assert rules[base[0].teacher][0] == "edit"
+    assert [rules[c] for c, _, _, _ in base[1:]] == [(r, s) for _, _, r, s in base[1:]]
+    assert sum(e["weight"] for e in row) == pytest.approx(1.0)
+
+
+def test_a_save_that_changes_nothing_is_not_journalled(fresh_client) -> None:
+    sid = pid(vocab("llama2"), "▁Hello")
+    shown = detail(fresh_client, sid)
+    same = put_row(fresh_client, sid, [(e["teacher_id"], e["weight"]) for e in shown["row"]], version=0)
+    assert same.status_code == 200 and same.json()["version"] == 0 and same.json()["changed"] is False
+    assert same.json()["row"] == shown["row"]
+    assert fresh_client.get(f"/api/teachers/{LLAMA3}/history").json()["count"] == 0
+    edited = put_row(fresh_client, sid, [(10, 1)], version=0).json()
+    again = put_row(fresh_client, sid, [(10, 3)], version=1).json()  # normalises to the same row
+    assert (edited["changed"], again["changed"], again["version"]) == (True, False, 1)
+    assert fresh_client.get(f"/api/teachers/{LLAMA3}/history").json()["count"] == 1
+    assert put_row(fresh_client, sid, [(10, 1)], version=0).status_code == 409  # a stale no-op is still stale
+
+
+def row_step(client, sid: int, action: str, version: int):
+    return client.post(f"/api/teachers/{LLAMA3}/rows/{sid}/{action}", json={"version": version})
+
+
+def test_row_undo_and_redo_touch_only_that_row(fresh_client, web_workspace) -> None:
+    student = vocab("llama2")
+    a, b = pid(student, "▁Hello"), pid(student, "▁world")
+    base_a = detail(fresh_client, a)["row"]
+    put_row(fresh_client, a, [(10, 1)], 0, "a1")
+    put_row(fresh_client, b, [(13, 1)], 0, "b1")  # the teacher's latest edit is b's
+    undone = row_step(fresh_client, a, "undo", 1)
+    assert undone.status_code == 200, undone.text
+    assert (undone.json()["student_id"], undone.json()["version"], undone.json()["row"]) == (a, 2, base_a)
+    assert [e["teacher_id"] for e in detail(fresh_client, b)["row"]] == [13]  # b's edit is intact
+    states = {h["note"]: h["state"] for h in fresh_client.get(f"/api/teachers/{LLAMA3}/history").json()["data"]}
+    assert states == {"a1": "undone", "b1": "done"}
+    nothing = row_step(fresh_client, a, "undo", 2)
+    assert nothing.status_code == 409 and "nothing to undo" in nothing.json()["detail"]
+    stale = row_step(fresh_client, a, "redo", 1)
+    assert stale.status_code == 409 and stale.json()["row"]["version"] == 2
+    redone = row_step(fresh_client, a, "redo", 2).json()
+    assert (redone["version"], [e["teacher_id"] for e in redone["row"]]) == (3, [10])
+    assert row_step(fresh_client, a, "redo", 3).status_code == 409
+    assert row_step(fresh_client, 32000, "undo", 0).status_code == 422
+    assert row_step(fresh_client, a, "undo", -1).status_code == 422
+    assert fresh_client.post(f"/api/teachers/gpt2/rows/{a}/undo", json={"version": 0}).status_code == 404

@@ -115,6 +115,13 @@ class RowView(BaseModel):
     student_id: int
     version: int
     row: list[Entry]
+    changed: bool = True  # false: the save changed nothing, so nothing was journalled
+
+
+class RowStep(BaseModel):
+    """Undo or redo one row's latest edit, if the row is still at `version`."""
+
+    version: int = Field(ge=0)
 
 
 class PairRequest(BaseModel):
@@ -158,6 +165,8 @@ class PairView(BaseModel):
 class HistoryItem(BaseModel):
     id: int
     student_id: int
+    piece: str = ""  # the student token's raw piece and display text
+    display: str = ""
     at: str
     note: str
     state: str

@@ -4,7 +4,9 @@ One database per workspace (stdlib sqlite3, WAL, synchronous=FULL): when `set_ro
 edit is on disk and survives a SIGKILL. Each edited row has a version; a write that names a stale
 version is refused with the current row (optimistic concurrency, so two browser tabs cannot
 silently overwrite each other). History entries are `done`, `undone` (redo-able) or `dropped`
-(an undone edit superseded by a new one). Rows are JSON lists of [teacher id, weight, rule, score].
+(an undone edit superseded by a new edit, as in any linear undo). Undo and redo step through the
+whole teacher's history or, given a student id and its version, through that one row's. A write
+that changes nothing is not journalled. Rows are JSON lists of [teacher id, weight, rule, score].
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ class EditStore:
             current = self.version(teacher, student_id)
             if current != expected:
                 raise StaleVersion(current)
+            if sorted(map(tuple, before)) == sorted(map(tuple, after)):
+                return Change(student_id, current, after, 0)  # a no-op: nothing to journal
             db.execute("UPDATE history SET state = 'dropped' WHERE teacher = ? AND state = 'undone'", (teacher,))
             history_id = db.execute(
                 "INSERT INTO history (teacher, student_id, at, note, before, after, state) VALUES (?,?,?,?,?,?,'done')",
@@ -105,11 +109,13 @@ class EditStore:
             self._write(db, teacher, student_id, current + 1, after)
         return Change(student_id, current + 1, after, history_id)
 
-    def undo(self, teacher: str) -> Change | None:
-        return self._step(teacher, "done", "undone", "MAX", "before")
+    def undo(self, teacher: str, row: tuple[int, int] | None = None) -> Change | None:
+        """Undo the teacher's latest edit, or with `row=(student id, version)` that row's latest
+        (StaleVersion if the row is no longer at that version). None: nothing to undo."""
+        return self._step(teacher, "done", "undone", "MAX", "before", row)
 
-    def redo(self, teacher: str) -> Change | None:
-        return self._step(teacher, "undone", "done", "MIN", "after")
+    def redo(self, teacher: str, row: tuple[int, int] | None = None) -> Change | None:
+        return self._step(teacher, "undone", "done", "MIN", "after", row)
 
     def history(self, teacher: str, limit: int = 200) -> list[dict]:
         with self._lock:
@@ -123,12 +129,20 @@ class EditStore:
             for i, s, at, n, b, a, st in rows
         ]
 
-    def _step(self, teacher: str, source: str, target: str, pick: str, side: str) -> Change | None:
+    def _step(
+        self, teacher: str, source: str, target: str, pick: str, side: str, row: tuple[int, int] | None
+    ) -> Change | None:
         with self._lock, self._transaction() as db:
+            where, args = "teacher = ? AND state = ?", [teacher, source]
+            if row is not None:
+                current = self.version(teacher, row[0])
+                if current != row[1]:
+                    raise StaleVersion(current)
+                where, args = where + " AND student_id = ?", [*args, row[0]]
             found = db.execute(
-                f"SELECT id, student_id, {side} FROM history WHERE teacher = ? AND state = ? "
-                f"AND id = (SELECT {pick}(id) FROM history WHERE teacher = ? AND state = ?)",
-                (teacher, source, teacher, source),
+                f"SELECT id, student_id, {side} FROM history WHERE {where} "
+                f"AND id = (SELECT {pick}(id) FROM history WHERE {where})",
+                (*args, *args),
             ).fetchone()
             if found is None:
                 return None

@@ -204,14 +204,18 @@ class Workspace:
             allow_empty = not self.student.is_regular(sid)
             row = normalise_row(entries, current, state.vocab.size, allow_empty=allow_empty)
             change = self.store.set_row(key, sid, version, current, row, note)
-            state.apply(change)
-            self.revision += 1
+            if change.history_id:  # 0: a no-op, nothing changed
+                state.apply(change)
+                self.revision += 1
         return change
 
-    def step(self, key: str, forward: bool) -> Change | None:
+    def step(self, key: str, forward: bool, row: tuple[int, int] | None = None) -> Change | None:
+        """Undo or redo the teacher's latest edit, or one row's: `row=(student id, version)`."""
         state = self.teacher(key)
+        if row is not None:
+            self._check_student_id(row[0])
         with self.lock:
-            change = self.store.redo(key) if forward else self.store.undo(key)
+            change = self.store.redo(key, row) if forward else self.store.undo(key, row)
             if change:
                 state.apply(change)
                 self.revision += 1

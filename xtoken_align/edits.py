@@ -2,8 +2,9 @@
 
 A row edit is a list of (teacher id, weight) pairs. `normalise_row` refuses what cannot be a row
 of W (unknown ids, NaN, negative or absurd weights, duplicates, an empty row for a token that can
-appear in text) and scales the rest to sum to 1. Entries that keep their teacher id and weight keep
-their rule and score; anything new or reweighted is credited to the rule `edit`. Left out: where
+appear in text) and scales the rest to sum to 1. Entries that keep their teacher id and weight (as
+given, or after normalising) keep their rule and score, even when other entries' changes rescale
+them; anything new or reweighted is credited to the rule `edit`. Left out: where
 edits are stored (the web layer keeps them in SQLite).
 """
 
@@ -62,6 +63,8 @@ def normalise_row(
         old = before.get(col)
         if old is not None and abs(old[0] - normalised) <= 1e-6:
             row.append(RowEntry(col, *old))  # unchanged: keep provenance
+        elif old is not None and abs(old[0] - weight) <= 1e-9:
+            row.append(RowEntry(col, normalised, *old[1:]))  # left as it was, rescaled by other changes
         else:
             row.append(RowEntry(col, normalised, "edit", weight))
     return sorted(row, key=lambda e: (-e.weight, e.teacher))

@@ -1,4 +1,4 @@
-"""Row edits: PUT a row (optimistic concurrency), undo, redo, history."""
+"""Row edits: PUT a row (optimistic concurrency), undo and redo (of the teacher or of one row), history."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from webapp.deps import WorkspaceDep
-from webapp.schemas import Entry, HistoryItem, HistoryPage, RowEdit, RowView
+from webapp.schemas import Entry, HistoryItem, HistoryPage, RowEdit, RowStep, RowView
 from webapp.store import StaleVersion
 from webapp.views import entries
 
@@ -28,18 +28,25 @@ def edit_row(teacher: str, student_id: int, edit: RowEdit, workspace: WorkspaceD
             teacher, student_id, edit.version, [(e.teacher_id, e.weight) for e in edit.entries], edit.note
         )
     except StaleVersion as stale:
-        state = workspace.teacher(teacher)
-        version, row = state.row(student_id)
-        current = RowView(student_id=student_id, version=version, row=entries(state.vocab, row))
-        return JSONResponse(
-            status_code=409,
-            content={
-                "detail": f"row {student_id} was changed elsewhere (now version {stale.version})",
-                "row": current.model_dump(),
-            },
-        )
+        return _stale(teacher, student_id, stale, workspace)
     state = workspace.teacher(teacher)
-    return RowView(student_id=change.student_id, version=change.version, row=entries(state.vocab, change.entries))
+    view = entries(state.vocab, change.entries)
+    return RowView(student_id=change.student_id, version=change.version, row=view, changed=bool(change.history_id))
+
+
+ROW_STEP_RESPONSES = {409: {"description": "the row changed since it was read, or there is nothing to step to"}}
+
+
+@router.post("/teachers/{teacher}/rows/{student_id}/undo", response_model=RowView, responses=ROW_STEP_RESPONSES)
+def undo_row(teacher: str, student_id: int, step: RowStep, workspace: WorkspaceDep):
+    """Undo this row's latest edit only (journalled like any undo), if the row is still at `version`."""
+    return _row_step(teacher, student_id, step, workspace, forward=False)
+
+
+@router.post("/teachers/{teacher}/rows/{student_id}/redo", response_model=RowView, responses=ROW_STEP_RESPONSES)
+def redo_row(teacher: str, student_id: int, step: RowStep, workspace: WorkspaceDep):
+    """Redo this row's latest undone edit, if the row is still at `version`."""
+    return _row_step(teacher, student_id, step, workspace, forward=True)
 
 
 @router.post("/teachers/{teacher}/undo", response_model=RowView, responses={409: {"description": "nothing to undo"}})
@@ -56,8 +63,13 @@ def redo(teacher: str, workspace: WorkspaceDep):
 def history(teacher: str, workspace: WorkspaceDep, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> HistoryPage:
     state = workspace.teacher(teacher)
     items = workspace.store.history(state.key, limit)
+    student = workspace.student
     data = [
-        HistoryItem(**{**h, "before": _entries(state, h["before"]), "after": _entries(state, h["after"])})
+        HistoryItem(
+            **{**h, "before": _entries(state, h["before"]), "after": _entries(state, h["after"])},
+            piece=student.pieces[h["student_id"]],
+            display=student.display(h["student_id"]),
+        )
         for h in items
     ]
     return HistoryPage(data=data, count=len(data))
@@ -65,6 +77,31 @@ def history(teacher: str, workspace: WorkspaceDep, limit: Annotated[int, Query(g
 
 def _entries(state, row) -> list[Entry]:
     return entries(state.vocab, row)
+
+
+def _stale(teacher: str, student_id: int, stale: StaleVersion, workspace) -> JSONResponse:
+    state = workspace.teacher(teacher)
+    version, row = state.row(student_id)
+    current = RowView(student_id=student_id, version=version, row=entries(state.vocab, row))
+    return JSONResponse(
+        status_code=409,
+        content={
+            "detail": f"row {student_id} was changed elsewhere (now version {stale.version})",
+            "row": current.model_dump(),
+        },
+    )
+
+
+def _row_step(teacher: str, student_id: int, step: RowStep, workspace, forward: bool):
+    try:
+        change = workspace.step(teacher, forward, (student_id, step.version))
+    except StaleVersion as stale:
+        return _stale(teacher, student_id, stale, workspace)
+    if change is None:
+        word = "redo" if forward else "undo"
+        return JSONResponse(status_code=409, content={"detail": f"nothing to {word} for student token #{student_id}"})
+    state = workspace.teacher(teacher)
+    return RowView(student_id=change.student_id, version=change.version, row=entries(state.vocab, change.entries))
 
 
 def _step(teacher: str, workspace, forward: bool):
