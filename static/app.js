@@ -22,7 +22,21 @@ const VIEWS = {
   export: renderExport,
 };
 
+let shownHash = location.hash;
+
+// Leaving a view with unsaved changes asks first; staying puts the old URL back (no re-render).
+function mayLeave() {
+  if (!state.leaveGuard?.()) return true;
+  if (confirm("This row has unsaved changes. Leave and discard them?")) return true;
+  history.replaceState(null, "", shownHash || "#/pair");
+  document.getElementById("teacher").value = currentTeacher();
+  return false;
+}
+
 async function render() {
+  if (!mayLeave()) return;
+  state.leaveGuard = null;
+  shownHash = location.hash;
   const route = parseRoute();
   const main = document.getElementById("main");
   document.getElementById("teacher").value = currentTeacher();
@@ -56,6 +70,9 @@ async function start() {
     location.hash = `#/${[route.view, ...route.args].join("/")}?${route.params}`;
   });
   window.addEventListener("hashchange", render);
+  window.addEventListener("beforeunload", (event) => {
+    if (state.leaveGuard?.()) { event.preventDefault(); event.returnValue = ""; }
+  });
   document.addEventListener("keydown", (event) => {
     const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement?.tagName);
     if (event.key === "/" && !typing) {

@@ -1,7 +1,8 @@
 // What every view shares: the server's meta (set once by app.js at start-up) and the URL hash route
 // (#/view/args?params), read with parseRoute and changed with go. No imports: views and the entry
-// module import this, never each other.
-export const state = { meta: null };
+// module import this, never each other. A view with unsaved changes sets `leaveGuard` to a function
+// that answers true while they are unsaved; app.js asks before leaving (and on beforeunload).
+export const state = { meta: null, leaveGuard: null };
 
 export function parseRoute() {
   const [path, query = ""] = location.hash.replace(/^#/, "").split("?");

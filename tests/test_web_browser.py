@@ -84,7 +84,10 @@ def test_search_open_edit_reload(page: Page, demo_server: str, artifacts: Path) 
     pieces = editor.locator("tbody tr td:first-child code")
     expect(pieces).to_have_text(["3", "4", "5"])
     weights = editor.locator("input[data-teacher-id]")
+    expect(weights.first).to_have_value("0.9009")  # rounded; the full value on focus
+    weights.first.focus()
     expect(weights.first).to_have_value("0.9009009003639221")
+    weights.first.blur()
     page.screenshot(path=artifacts / "token-345-before.png")
 
     weights.nth(0).fill("0.5")
@@ -100,6 +103,107 @@ def test_search_open_edit_reload(page: Page, demo_server: str, artifacts: Path) 
     assert [float(weights.nth(i).input_value()) for i in range(3)] == pytest.approx([0.5, 0.3, 0.2])
     expect(page.locator("form.editor tbody td", has_text="edit").first).to_be_visible()
     page.screenshot(path=artifacts / "token-345-after-reload.png")
+
+
+def student_id(page: Page, url: str, piece: str) -> int:
+    found = page.request.get(f"{url}/api/vocab/student", params={"teacher": "qwen3", "q": piece, "limit": 100}).json()
+    return next(t["id"] for t in found["data"] if t["piece"] == piece)
+
+
+def api_row(page: Page, url: str, sid: int) -> dict:
+    return page.request.get(f"{url}/api/tokens/student/{sid}", params={"teacher": "qwen3"}).json()
+
+
+def rule_cells(page: Page) -> list[str]:
+    return page.locator("form.editor tbody tr td:nth-child(3)").all_inner_texts()
+
+
+def test_only_the_changed_entry_is_marked_edit(page: Page, demo_server: str, artifacts: Path) -> None:
+    sid = student_id(page, demo_server, "678")
+    before = api_row(page, demo_server, sid)["row"]
+    assert len(before) == 3 and "edit" not in {e["rule"] for e in before}
+    page.goto(f"{demo_server}/#/token/student/{sid}?teacher=qwen3")
+    weights = page.locator("form.editor input[data-teacher-id]")
+    expect(weights).to_have_count(3)
+    weights.first.fill("0.6")
+    page.once("dialog", lambda dialog: dialog.dismiss())  # the unsaved-changes guard asks; stay
+    page.locator("a", has_text="student vocabulary").click()
+    expect(page).to_have_url(f"{demo_server}/#/token/student/{sid}?teacher=qwen3")
+    expect(weights.first).to_have_value("0.6")
+    weights.first.press("Enter")  # Enter saves
+    expect(page.locator("[data-status]")).to_contain_text("saved: version 1")
+    assert rule_cells(page) == ["edit", before[1]["rule"], before[2]["rule"]]
+    after = api_row(page, demo_server, sid)["row"]
+    assert [(e["rule"], e["score"]) for e in after[1:]] == [(e["rule"], e["score"]) for e in before[1:]]
+    weights.first.press("Enter")  # nothing changed: no new version, no history entry
+    expect(page.locator("[data-status]")).to_contain_text("nothing changed")
+    weights.nth(1).fill("0.5")
+    weights.nth(1).press("Escape")  # Esc reverts
+    expect(weights.nth(1)).to_have_value(f"{after[1]['weight']:.4f}")
+    page.screenshot(path=artifacts / "token-row-editor-one-edit.png", full_page=True)
+
+
+def test_add_an_entry_by_typing_a_piece(page: Page, demo_server: str, artifacts: Path) -> None:
+    sid = student_id(page, demo_server, "679")
+    page.goto(f"{demo_server}/#/token/student/{sid}?teacher=qwen3")
+    editor = page.locator("form.editor")
+    expect(editor.locator("input[data-teacher-id]")).to_have_count(3)
+    search = editor.get_by_label("search the teacher vocabulary to add an entry")
+    search.press_sequentially("ello")
+    option = editor.locator(".typeahead button[data-add-id]").first
+    expect(option).to_contain_text("ello")
+    page.screenshot(path=artifacts / "token-add-typeahead.png", full_page=True)
+    added = int(option.get_attribute("data-add-id"))
+    option.click()
+    expect(editor.locator(f"input[data-teacher-id='{added}']")).to_be_focused()
+    search.fill("9")  # the digit 9 is in the row already: merged, with a notice
+    expect(editor.locator(".typeahead button[data-add-id]").first).to_contain_text("9")
+    search.press("Enter")
+    expect(editor.locator(".notice")).to_contain_text("already in the row: merged")
+    expect(editor.locator("input[data-teacher-id]")).to_have_count(4)
+    page.screenshot(path=artifacts / "token-add-merged.png", full_page=True)
+    editor.get_by_role("button", name="Save row").click()
+    expect(editor.locator("[data-status]")).to_contain_text("saved: version 1")
+    page.reload()
+    row = page.locator(f"form.editor tr[data-teacher-id='{added}']")
+    expect(row.locator("td").nth(2)).to_have_text("edit")
+    assert added in [e["teacher_id"] for e in api_row(page, demo_server, sid)["row"]]
+
+
+def test_row_undo_leaves_another_rows_edit_intact(page: Page, demo_server: str, artifacts: Path) -> None:
+    a, b = student_id(page, demo_server, "123"), student_id(page, demo_server, "234")
+    base_a, base_b = api_row(page, demo_server, a), api_row(page, demo_server, b)
+    for sid, base in ((a, base_a), (b, base_b)):  # a first, so b holds the teacher's latest edit
+        body = {"entries": [{"teacher_id": base["row"][-1]["teacher_id"], "weight": 1}], "version": 0, "note": "x"}
+        assert page.request.put(f"{demo_server}/api/teachers/qwen3/rows/{sid}", data=body).ok
+    page.goto(f"{demo_server}/#/token/student/{a}?teacher=qwen3")
+    expect(page.locator("form.editor input[data-teacher-id]")).to_have_count(1)
+    page.get_by_role("button", name="Undo row").click()
+    expect(page.locator("form.editor input[data-teacher-id]")).to_have_count(len(base_a["row"]))
+    expect(page.locator("[data-status]")).to_contain_text("undo of this row's last edit: version 2")
+    assert api_row(page, demo_server, a)["row"] == base_a["row"]
+    assert len(base_a["row"]) > 1 and len(api_row(page, demo_server, b)["row"]) == 1  # b's edit is intact
+    page.screenshot(path=artifacts / "token-row-undo.png", full_page=True)
+    page.goto(f"{demo_server}/#/history?teacher=qwen3")
+    history = page.locator("table.history tbody tr")
+    expect(history.first.locator("td").nth(2)).to_contain_text("234")  # names the piece, not just the id
+    expect(page.locator("table.history tr.undone").first.locator("td").nth(2)).to_contain_text("123")
+    assert page.locator("table.history tr.undone .state").first.get_attribute("title").startswith("undone:")
+    expect(history.first.locator("time")).to_be_visible()
+    page.screenshot(path=artifacts / "edits-page.png", full_page=True)
+
+
+def test_teacher_column_is_paged(page: Page, demo_server: str, artifacts: Path) -> None:
+    teacher = page.request.get(f"{demo_server}/api/vocab/teacher", params={"teacher": "qwen3", "q": "1", "limit": 50})
+    tid = next(t["id"] for t in teacher.json()["data"] if t["piece"] == "1")
+    page.goto(f"{demo_server}/#/token/teacher/{tid}?teacher=qwen3")
+    rows = page.locator("section.column tbody tr")
+    expect(rows).to_have_count(50)
+    first = rows.first.inner_text()
+    page.get_by_role("button", name="next page of student tokens").click()
+    expect(page.locator("section.column .pager .count")).to_contain_text("51–100 of")
+    assert rows.first.inner_text() != first
+    page.screenshot(path=artifacts / "token-teacher-column.png", full_page=True)
 
 
 def test_pair_view_and_keyboard(page: Page, demo_server: str, artifacts: Path) -> None:

@@ -81,3 +81,20 @@ def test_bad_token_ids(web_client, side: str, token_id, status: int) -> None:
     assert response.status_code == status, response.text
     if status == 404:
         assert str(token_id) in response.json()["detail"]
+
+
+def test_teacher_column_is_paged(web_client) -> None:
+    tid = pid(vocab("llama3"), "I")
+
+    def column(**params) -> dict:
+        response = web_client.get(f"/api/tokens/teacher/{tid}", params={"teacher": LLAMA3, **params})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    whole = column()
+    assert whole["column_count"] >= 3
+    second = column(column_offset=1, column_limit=2)
+    assert second["column"] == whole["column"][1:3] and second["column_count"] == whole["column_count"]
+    assert column(column_offset=10**6)["column"] == []
+    for bad in ({"column_limit": 0}, {"column_limit": 201}, {"column_offset": -1}):
+        assert web_client.get(f"/api/tokens/teacher/{tid}", params={"teacher": LLAMA3, **bad}).status_code == 422

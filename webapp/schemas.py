@@ -96,7 +96,7 @@ class TokenDetail(BaseModel):
     other_side: list[Piece]  # how the other tokenizer segments this token's text
     row: list[Entry] | None = None  # student side
     version: int | None = None  # student side: edit version of the row
-    column: list[ColumnEntry] | None = None  # teacher side, heaviest first, at most COLUMN_LIMIT
+    column: list[ColumnEntry] | None = None  # teacher side, heaviest first: one page of it
     column_count: int | None = None  # teacher side: all student tokens mapping onto it
 
 

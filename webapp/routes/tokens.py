@@ -1,8 +1,10 @@
-"""GET /api/tokens/{side}/{id}: one token, how the other side spells it, its W row or column."""
+"""GET /api/tokens/{side}/{id}: one token, how the other side spells it, its W row or a page of its column."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
 
 from webapp.deps import WorkspaceDep
 from webapp.schemas import ColumnEntry, Side, TokenDetail
@@ -13,7 +15,15 @@ COLUMN_LIMIT = 200
 
 
 @router.get("/tokens/{side}/{token_id}", response_model=TokenDetail)
-def token_detail(side: Side, token_id: int, teacher: str, workspace: WorkspaceDep) -> TokenDetail:
+def token_detail(
+    side: Side,
+    token_id: int,
+    teacher: str,
+    workspace: WorkspaceDep,
+    column_offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    column_limit: Annotated[int, Query(ge=1, le=COLUMN_LIMIT)] = COLUMN_LIMIT,
+) -> TokenDetail:
+    """A teacher token's column comes heaviest first, `column_limit` entries from `column_offset`."""
     state = workspace.teacher(teacher)
     vocab = workspace.student if side == "student" else state.vocab
     other = state.vocab if side == "student" else workspace.student
@@ -37,7 +47,7 @@ def token_detail(side: Side, token_id: int, teacher: str, workspace: WorkspaceDe
         student, column = workspace.student, state.column(token_id)
         detail.column = [
             ColumnEntry(student_id=s, piece=student.pieces[s], display=student.display(s), weight=w, rule=r)
-            for s, w, r in column[:COLUMN_LIMIT]
+            for s, w, r in column[column_offset : column_offset + column_limit]
         ]
         detail.column_count = len(column)
     return detail
