@@ -89,6 +89,8 @@ OPERATIONS = [
     "PUT /api/teachers/{teacher}/rows/{student_id}",
     "POST /api/teachers/{teacher}/undo",
     "POST /api/teachers/{teacher}/redo",
+    "POST /api/teachers/{teacher}/rows/{student_id}/undo",
+    "POST /api/teachers/{teacher}/rows/{student_id}/redo",
     "GET /api/teachers/{teacher}/history",
     "GET /api/teachers/{teacher}/export/{fmt}",
     "GET /api/diagnosis",
@@ -127,7 +129,11 @@ WEIGHTS = st.one_of(
 TEACHER_IDS = st.one_of(st.integers(0, 31_999), st.sampled_from([-1, 32_000, 2**63]))
 EDITS = st.tuples(st.just("put"), st.sampled_from(ROWS), st.lists(st.tuples(TEACHER_IDS, WEIGHTS), max_size=6),
                   st.sampled_from(["current", "stale", "future"]))  # fmt: skip
-STEPS = st.lists(st.one_of(EDITS, st.tuples(st.just("undo")), st.tuples(st.just("redo"))), min_size=1, max_size=10)
+ROW_STEPS = st.tuples(st.sampled_from(["row-undo", "row-redo"]), st.sampled_from(ROWS),
+                      st.sampled_from(["current", "stale", "future"]))  # fmt: skip
+STEPS = st.lists(
+    st.one_of(EDITS, ROW_STEPS, st.tuples(st.just("undo")), st.tuples(st.just("redo"))), min_size=1, max_size=10
+)
 
 
 def valid(sid: int, entries: list[tuple[int, float]]) -> bool:
@@ -175,6 +181,9 @@ def test_edit_sequences_follow_the_model(edit_client) -> None:
                     assert row(sid) == before
                     continue
                 answer = response.json()
+                if not answer["changed"]:  # the same row again: answered, not journalled
+                    assert (answer["version"], answer["row"]) == (before["version"], before["row"])
+                    continue
                 assert answer["version"] == before["version"] + 1
                 weights = [e["weight"] for e in answer["row"]]
                 assert sorted(weights, reverse=True) == weights and all(w >= 0 for w in weights)
@@ -182,6 +191,19 @@ def test_edit_sequences_follow_the_model(edit_client) -> None:
                 total = sum(w for _, w in entries)
                 assert {e["teacher_id"] for e in answer["row"]} == {t for t, w in entries if np.float32(w / total) > 0}
                 assert sum(weights) == pytest.approx(1.0) if weights else sid in SPECIAL_ROWS
+            elif step[0].startswith("row-"):
+                _, sid, which = step
+                before = row(sid)
+                version = before["version"] + {"current": 0, "stale": -1, "future": 1}[which]
+                action = step[0].removeprefix("row-")
+                response = client.post(f"/api/teachers/{TEACHER}/rows/{sid}/{action}", json={"version": version})
+                assert response.status_code in ((422,) if version < 0 else (200, 409)), response.text
+                if response.status_code != 200:
+                    assert row(sid) == before
+                    continue
+                answer = response.json()
+                assert which == "current" and answer["student_id"] == sid
+                assert answer["version"] == before["version"] + 1
             else:
                 response = client.post(f"/api/teachers/{TEACHER}/{step[0]}")
                 assert response.status_code in (200, 409), response.text
