@@ -126,6 +126,7 @@ def test_only_the_changed_entry_is_marked_edit(page: Page, demo_server: str, art
     weights = page.locator("form.editor input[data-teacher-id]")
     expect(weights).to_have_count(3)
     weights.first.fill("0.6")
+    assert rule_cells(page) == [f"{before[0]['rule']} → edit", before[1]["rule"], before[2]["rule"]]
     page.once("dialog", lambda dialog: dialog.dismiss())  # the unsaved-changes guard asks; stay
     page.locator("a", has_text="student vocabulary").click()
     expect(page).to_have_url(f"{demo_server}/#/token/student/{sid}?teacher=qwen3")

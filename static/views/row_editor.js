@@ -31,11 +31,16 @@ export function rowEditor(token) {
     if (!isNew) input.dataset.exact = String(e.weight);
     input.addEventListener("focus", () => { if (input.dataset.changed !== "1") input.value = input.dataset.exact ?? input.value; input.select(); });
     input.addEventListener("blur", () => { if (input.dataset.changed !== "1" && input.dataset.exact) input.value = weight(Number(input.dataset.exact)); });
-    input.addEventListener("input", () => { input.dataset.changed = "1"; tr.classList.add("changed"); });
+    const rule = h("td", { class: "rule" }, isNew ? "new" : e.rule);
+    input.addEventListener("input", () => {
+      input.dataset.changed = "1";
+      tr.classList.add("changed");
+      if (!isNew) rule.textContent = `${e.rule} → edit`;  // what the save will credit it to
+    });
     const tr = h("tr", { "data-teacher-id": e.teacher_id, class: isNew ? "changed" : "" },
       h("td", {}, h("a", { href: `#/token/teacher/${e.teacher_id}?teacher=${currentTeacher()}` }, h("code", {}, glyphs(e.display)), h("small", { class: "muted" }, ` #${e.teacher_id}`))),
       h("td", {}, input),
-      h("td", {}, isNew ? "new" : e.rule),
+      rule,
       h("td", {}, isNew ? "" : weight(e.score)),
       h("td", {}, h("button", { type: "button", "aria-label": `remove teacher token ${e.teacher_id}`, onclick: () => tr.remove() }, "remove")));
     rows.append(tr);
