@@ -53,7 +53,7 @@ class StaleVersion(Exception):
 
 @dataclass(frozen=True)
 class Change:
-    """What an edit, undo or redo did."""
+    """What an edit, undo or redo did (`history_id` 0: a write that changed nothing, not journalled)."""
 
     student_id: int
     version: int
