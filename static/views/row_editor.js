@@ -57,7 +57,7 @@ export function rowEditor(token) {
 
   const entries = () => inputs().map((i) => ({
     teacher_id: Number(i.dataset.teacherId),
-    weight: i.dataset.changed === "1" || !i.dataset.exact ? Number(i.value.trim() || NaN) : Number(i.dataset.exact),
+    weight: i.dataset.changed === "1" || !i.dataset.exact ? Number(i.value.trim().replace(",", ".") || NaN) : Number(i.dataset.exact),
   }));
   const reload = (error) => {
     fill(error.body.row.row, error.body.row.version);
