@@ -92,9 +92,10 @@ OPERATIONS = [
     "GET /api/teachers/{teacher}/history",
     "GET /api/teachers/{teacher}/export/{fmt}",
     "GET /api/diagnosis",
+    "GET /api/overview",
     "GET /api/teachers/{teacher}/diff",
 ]
-FEWER = {"GET /api/diagnosis": 4, "GET /api/teachers/{teacher}/export/{fmt}": 20}  # seconds per example
+FEWER = {"GET /api/diagnosis": 4, "GET /api/overview": 4, "GET /api/teachers/{teacher}/export/{fmt}": 20}  # seconds per example
 
 
 def test_every_operation_is_fuzzed(fuzz_schema) -> None:
