@@ -35,6 +35,11 @@ export function toast(message, kind = "info") {
   toast.timer = setTimeout(() => (box.className = ""), 4000);
 }
 
+export function clearToast() {
+  clearTimeout(toast.timer);
+  document.getElementById("toast").className = "";
+}
+
 export function weight(value) {
   return value.toFixed(4);
 }

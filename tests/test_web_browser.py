@@ -129,6 +129,7 @@ def test_diagnosis_and_export_pages(page: Page, demo_server: str, artifacts: Pat
 
 
 VIEWS = {  # name -> (URL hash, what the view shows once it has rendered)
+    "overview": ("#/", "table.coverage-matrix tbody tr"),
     "pair": (f"#/pair?text={quote('Natalia sold 48 clips in April, and 12345 in May.')}", ".tokens.student .tok"),
     "vocab": ("#/vocab?q=the", "table.vocab tbody tr"),
     "token": ("#/token/student/1000", "form.editor"),
@@ -221,3 +222,64 @@ def test_diff_view(page: Page, diff_server, artifacts: Path) -> None:
     rows.first.locator("a").click()
     expect(page).to_have_url(f"{url}/#/token/student/{word}?teacher=qwen3")
     expect(page.locator("form.editor")).to_be_visible()
+
+
+def watch_errors(page: Page) -> list[str]:
+    """The page errors of `page`, collected as they happen."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
+
+
+def no_horizontal_overflow(page: Page) -> None:
+    """Nothing sticks out of the viewport sideways (the page does not scroll horizontally)."""
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), page.evaluate(
+        "[document.documentElement.scrollWidth, window.innerWidth]"
+    )
+
+
+@pytest.fixture(scope="module")
+def two_teacher_server(tmp_path_factory):
+    """Llama-3 student with the Qwen3 and o200k teachers: the multi-teacher choice of the paper."""
+    folder = tmp_path_factory.mktemp("two-teachers") / "workspace"
+    server = start_server(folder, "--student", "demo:llama3", "--teacher", "demo:qwen3", "--teacher", "demo:o200k")
+    yield server.url
+    server.stop()
+
+
+def test_overview_with_two_teachers(browser, two_teacher_server: str, artifacts: Path) -> None:
+    url = two_teacher_server
+    for width in (1280, 800):
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        page = context.new_page()
+        errors = watch_errors(page)
+        page.goto(f"{url}/")  # the landing view
+        cards = page.locator(".cards.overview .card")
+        expect(cards).to_have_count(2, timeout=120_000)
+        expect(page.locator("nav a.active")).to_have_text("Overview")
+        expect(cards.nth(0).locator("h2")).to_contain_text("qwen3")
+        expect(cards.nth(1).locator("h2")).to_contain_text("o200k")
+        expect(cards.nth(0).locator(".recommendation")).to_have_text("P-KL")
+        expect(cards.first.locator("[data-metric=agreement]")).to_contain_text("mass@1")
+        expect(cards.first.locator("[data-metric=edits]")).to_have_text("none")
+        expect(cards.first.locator(".sev.critical").first).to_be_visible()
+        matrix = page.locator("table.coverage-matrix")
+        expect(matrix.locator("thead th")).to_have_text(["category", "tokens", "qwen3", "o200k"])
+        expect(matrix.locator("tr.critical-row")).to_have_count(3)  # Llama-3 has digits:1 to digits:3
+        assert matrix.locator("td.num.critical").count() > 0 and matrix.locator("td.num.ok").count() > 0
+        expect(page.locator("header a[href='/docs']")).to_be_visible()
+        no_horizontal_overflow(page)
+        page.screenshot(path=artifacts / f"overview-two-teachers-{width}.png", full_page=True)
+        context.close()
+        assert not errors, errors
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{url}/")
+    row = page.locator("table.coverage-matrix tr[data-category='digits:3']")
+    row.locator("td a").nth(1).click()  # o200k's share of digits:3 opens its vocabulary filtered by it
+    expect(page).to_have_url(f"{url}/#/vocab?teacher=o200k&category=digits%3A3")
+    expect(page.locator("select[aria-label='category ']")).to_have_value("digits:3")
+    expect(page.locator("table.vocab tbody tr").first).to_be_visible()
+    page.goto(f"{url}/")
+    page.locator(".card").nth(1).get_by_role("link", name="Diagnosis").click()
+    expect(page).to_have_url(f"{url}/#/diagnosis?teacher=o200k")
+    page.close()

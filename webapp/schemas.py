@@ -212,7 +212,7 @@ class Overview(BaseModel):
     """GET /api/overview: every teacher's current W side by side."""
 
     student: str
-    critical: list[str]
+    critical: list[str]  # the critical categories the student has
     corpus: str  # "" without a corpus
     corpus_texts: int
     categories: list[str]  # student categories in report order

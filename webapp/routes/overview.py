@@ -62,7 +62,7 @@ def summarise(workspace: Workspace, corpus_texts: int) -> Overview:
     categories = list(report.teachers[0].categories) if report.teachers else []
     return Overview(
         student=report.student.name,
-        critical=report.critical,
+        critical=[c for c in report.critical if c in categories],  # those the student has
         corpus=name,
         corpus_texts=len(texts) if texts else 0,
         categories=categories,
