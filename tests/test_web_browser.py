@@ -283,3 +283,35 @@ def test_overview_with_two_teachers(browser, two_teacher_server: str, artifacts:
     page.locator(".card").nth(1).get_by_role("link", name="Diagnosis").click()
     expect(page).to_have_url(f"{url}/#/diagnosis?teacher=o200k")
     page.close()
+
+
+@pytest.mark.parametrize("width", [1280, 800])
+def test_vocab_and_pair_fit_the_width(browser, demo_server: str, artifacts: Path, width: int) -> None:
+    """Readable at 1280 px, usable at 800 px: no sideways overflow; the glyph legend beside the tokens;
+    the same colour for the same chunk on both sides of the pair view."""
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    errors = watch_errors(page)
+    for name, query in [("longest", "sort=length&order=desc"), ("digits", "category=digits%3A3&q=20")]:
+        page.goto(f"{demo_server}/#/vocab?{query}")  # the longest pieces; rows of three entries
+        expect(page.locator("table.vocab tbody tr").first).to_be_visible(timeout=60_000)
+        expect(page.locator("[data-legend=whitespace]")).to_contain_text("space")
+        page.screenshot(path=artifacts / f"vocab-{name}-{width}.png", full_page=True)
+        no_horizontal_overflow(page)
+    page.goto(f"{demo_server}/#/pair?text={quote('She sold 201 clips.')}")
+    teacher = page.locator(".tokens.teacher .tok")
+    expect(teacher).to_have_count(8)
+    expect(page.locator("[data-legend=whitespace]")).to_be_visible()
+    colours = (
+        "(side) => [...document.querySelectorAll(`.tokens.${side} .tok`)]"
+        ".map((t) => [t.dataset.chunk, t.style.background])"
+    )
+    student, teacher = dict(page.evaluate(colours, "student")), page.evaluate(colours, "teacher")
+    assert all(student[chunk] == background for chunk, background in teacher)  # '201' vs '2' '0' '1' too
+    assert len(set(student.values())) == len(student)  # neighbouring chunks differ
+    no_horizontal_overflow(page)
+    page.screenshot(path=artifacts / f"pair-{width}.png", full_page=True)
+    page.goto(f"{demo_server}/#/diagnosis")
+    expect(page.locator(".chart .main-svg").first).to_be_visible(timeout=60_000)
+    page.screenshot(path=artifacts / f"diagnosis-{width}.png", full_page=True)
+    page.close()
+    assert not errors, errors
