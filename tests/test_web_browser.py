@@ -315,3 +315,13 @@ def test_vocab_and_pair_fit_the_width(browser, demo_server: str, artifacts: Path
     page.screenshot(path=artifacts / f"diagnosis-{width}.png", full_page=True)
     page.close()
     assert not errors, errors
+
+
+def test_toasts_stay_on_their_page(page: Page, demo_server: str) -> None:
+    page.goto(f"{demo_server}/#/pair")
+    expect(page.locator(".tokens.student .tok").first).to_be_visible(timeout=60_000)
+    page.evaluate("import('/static/dom.js').then((dom) => dom.toast('Row saved'))")
+    expect(page.locator("#toast.show")).to_have_text("Row saved")
+    page.locator("nav a[data-view=vocab]").click()
+    expect(page.locator("table.vocab tbody tr").first).to_be_visible(timeout=60_000)
+    expect(page.locator("#toast.show")).to_have_count(0)
