@@ -6,7 +6,7 @@ export function captureToken() {
   const match = location.hash.match(/token=([^&]+)/);
   if (match) {
     sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
-    history.replaceState(null, "", location.pathname + "#/pair");
+    history.replaceState(null, "", location.pathname + "#/");
   }
 }
 

@@ -2,17 +2,19 @@
 // can be shared as a link. Views live in ./views/, one module each; what they share (meta, route,
 // navigation) is in ./state.js, so nothing imports this module.
 import { api, captureToken } from "./api.js";
-import { h, toast } from "./dom.js";
+import { clearToast, h, toast } from "./dom.js";
 import { currentTeacher, parseRoute, state } from "./state.js";
 import { renderDiagnosis } from "./views/diagnosis.js";
 import { renderDiff } from "./views/diff.js";
 import { renderExport } from "./views/export.js";
 import { renderHistory } from "./views/history.js";
+import { renderOverview } from "./views/overview.js";
 import { renderPair } from "./views/pair.js";
 import { renderToken } from "./views/token.js";
 import { renderVocab } from "./views/vocab.js";
 
 const VIEWS = {
+  overview: renderOverview,
   pair: renderPair,
   vocab: renderVocab,
   token: renderToken,
@@ -39,12 +41,13 @@ async function render() {
   shownHash = location.hash;
   const route = parseRoute();
   const main = document.getElementById("main");
+  clearToast(); // a message belongs to the page it was shown on
   document.getElementById("teacher").value = currentTeacher();
-  for (const link of document.querySelectorAll("nav a")) {
+  for (const link of document.querySelectorAll("nav a[data-view]")) {
     link.classList.toggle("active", link.dataset.view === route.view || (route.view === "token" && link.dataset.view === "vocab"));
     link.href = `#/${link.dataset.view}?teacher=${encodeURIComponent(currentTeacher())}`;
   }
-  const view = VIEWS[route.view] || renderPair;
+  const view = VIEWS[route.view] || renderOverview;
   try {
     await view(main, route);
   } catch (error) {

@@ -21,10 +21,17 @@ export function glyphs(text) {
   return text.replace(/ /g, "\u00b7").replace(/\n/g, "\u21b5").replace(/\t/g, "\u2192").replace(/\r/g, "\u240d");
 }
 
-// A stable colour per token id (golden-ratio hue walk).
+// A stable colour per number, a token id or a chunk index (golden-ratio hue walk: neighbours differ).
 export function colour(id) {
   const hue = Math.round((id * 137.508) % 360);
   return `hsl(${hue} 70% 85%)`;
+}
+
+// What the whitespace glyphs of `glyphs` stand for, shown wherever tokens are.
+export function glyphLegend() {
+  return h("p", { class: "legend", "data-legend": "whitespace" }, "whitespace shown as ",
+    h("code", {}, "\u00b7"), " space, ", h("code", {}, "\u21b5"), " newline, ", h("code", {}, "\u2192"), " tab, ",
+    h("code", {}, "\u240d"), " carriage return");
 }
 
 export function toast(message, kind = "info") {
@@ -33,6 +40,11 @@ export function toast(message, kind = "info") {
   box.className = `show ${kind}`;
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => (box.className = ""), 4000);
+}
+
+export function clearToast() {
+  clearTimeout(toast.timer);
+  document.getElementById("toast").className = "";
 }
 
 export function weight(value) {

@@ -7,7 +7,7 @@ export const state = { meta: null, leaveGuard: null };
 export function parseRoute() {
   const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
   const parts = path.split("/").filter(Boolean);
-  return { view: parts[0] || "pair", args: parts.slice(1), params: new URLSearchParams(query) };
+  return { view: parts[0] || "overview", args: parts.slice(1), params: new URLSearchParams(query) };
 }
 
 // Navigate to a view, keeping the chosen teacher in the URL.

@@ -200,7 +200,24 @@ def test_figures_put_teachers_side_by_side() -> None:
     qwen3 = dict(zip(coverage["data"][0]["x"], coverage["data"][0]["y"], strict=True))
     assert qwen3["digits:2"] == 0 and qwen3["digits:1"] == 1
     assert "digits:2" in mass["data"][0]["x"] and mass["layout"]["barmode"] == "group"
+    assert "(corpus GSM8K test)" in mass["layout"]["title"]["text"]
     json.dumps([coverage, mass])  # plain JSON for the web layer
+
+
+def test_figures_label_critical_bars_even_at_zero() -> None:
+    """A 0% critical bar has no height: its red label still shows it (issue 14's missing bars)."""
+    (coverage,) = diagnose_figures(report("qwen3", "o200k"))
+    qwen3, o200k = coverage["data"]
+    labels = dict(zip(qwen3["x"], zip(qwen3["text"], qwen3["textfont"]["color"], strict=True), strict=True))
+    assert labels["digits:2"] == labels["digits:3"] == ("0%", "#b3261e")
+    assert labels["digits:1"] == ("100%", "#1d2430") and labels["letters:latin"][0] == ""
+    assert dict(zip(o200k["x"], o200k["text"], strict=True))["digits:3"] == "100%"
+
+
+def test_figure_titles_name_no_empty_corpus() -> None:
+    pairs = [(vocab("qwen3"), built("llama3", "qwen3"))]
+    _, mass = diagnose_figures(diagnose(vocab("llama3"), pairs, ["She sold 201 clips."]))
+    assert mass["layout"]["title"]["text"].endswith("by category")  # no "(corpus )"
 
 
 def test_html_is_self_contained_and_escaped() -> None:

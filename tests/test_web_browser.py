@@ -234,6 +234,7 @@ def test_diagnosis_and_export_pages(page: Page, demo_server: str, artifacts: Pat
 
 
 VIEWS = {  # name -> (URL hash, what the view shows once it has rendered)
+    "overview": ("#/", "table.coverage-matrix tbody tr"),
     "pair": (f"#/pair?text={quote('Natalia sold 48 clips in April, and 12345 in May.')}", ".tokens.student .tok"),
     "vocab": ("#/vocab?q=the", "table.vocab tbody tr"),
     "token": ("#/token/student/1000", "form.editor"),
@@ -326,3 +327,106 @@ def test_diff_view(page: Page, diff_server, artifacts: Path) -> None:
     rows.first.locator("a").click()
     expect(page).to_have_url(f"{url}/#/token/student/{word}?teacher=qwen3")
     expect(page.locator("form.editor")).to_be_visible()
+
+
+def watch_errors(page: Page) -> list[str]:
+    """The page errors of `page`, collected as they happen."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
+
+
+def no_horizontal_overflow(page: Page) -> None:
+    """Nothing sticks out of the viewport sideways (the page does not scroll horizontally)."""
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), page.evaluate(
+        "[document.documentElement.scrollWidth, window.innerWidth]"
+    )
+
+
+@pytest.fixture(scope="module")
+def two_teacher_server(tmp_path_factory):
+    """Llama-3 student with the Qwen3 and o200k teachers: the multi-teacher choice of the paper."""
+    folder = tmp_path_factory.mktemp("two-teachers") / "workspace"
+    server = start_server(folder, "--student", "demo:llama3", "--teacher", "demo:qwen3", "--teacher", "demo:o200k")
+    yield server.url
+    server.stop()
+
+
+def test_overview_with_two_teachers(browser, two_teacher_server: str, artifacts: Path) -> None:
+    url = two_teacher_server
+    for width in (1280, 800):
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        page = context.new_page()
+        errors = watch_errors(page)
+        page.goto(f"{url}/")  # the landing view
+        cards = page.locator(".cards.overview .card")
+        expect(cards).to_have_count(2, timeout=120_000)
+        expect(page.locator("nav a.active")).to_have_text("Overview")
+        expect(cards.nth(0).locator("h2")).to_contain_text("qwen3")
+        expect(cards.nth(1).locator("h2")).to_contain_text("o200k")
+        expect(cards.nth(0).locator(".recommendation")).to_have_text("P-KL")
+        expect(cards.first.locator("[data-metric=agreement]")).to_contain_text("mass@1")
+        expect(cards.first.locator("[data-metric=edits]")).to_have_text("none")
+        expect(cards.first.locator(".sev.critical").first).to_be_visible()
+        matrix = page.locator("table.coverage-matrix")
+        expect(matrix.locator("thead th")).to_have_text(["category", "tokens", "qwen3", "o200k"])
+        expect(matrix.locator("tr.critical-row")).to_have_count(3)  # Llama-3 has digits:1 to digits:3
+        assert matrix.locator("td.num.critical").count() > 0 and matrix.locator("td.num.ok").count() > 0
+        expect(page.locator("header a[href='/docs']")).to_be_visible()
+        no_horizontal_overflow(page)
+        page.screenshot(path=artifacts / f"overview-two-teachers-{width}.png", full_page=True)
+        context.close()
+        assert not errors, errors
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{url}/")
+    row = page.locator("table.coverage-matrix tr[data-category='digits:3']")
+    row.locator("td a").nth(1).click()  # o200k's share of digits:3 opens its vocabulary filtered by it
+    expect(page).to_have_url(f"{url}/#/vocab?teacher=o200k&category=digits%3A3")
+    expect(page.locator("select[aria-label='category ']")).to_have_value("digits:3")
+    expect(page.locator("table.vocab tbody tr").first).to_be_visible()
+    page.goto(f"{url}/")
+    page.locator(".card").nth(1).get_by_role("link", name="Diagnosis").click()
+    expect(page).to_have_url(f"{url}/#/diagnosis?teacher=o200k")
+    page.close()
+
+
+@pytest.mark.parametrize("width", [1280, 800])
+def test_vocab_and_pair_fit_the_width(browser, demo_server: str, artifacts: Path, width: int) -> None:
+    """Readable at 1280 px, usable at 800 px: no sideways overflow; the glyph legend beside the tokens;
+    the same colour for the same chunk on both sides of the pair view."""
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    errors = watch_errors(page)
+    for name, query in [("longest", "sort=length&order=desc"), ("digits", "category=digits%3A3&q=20")]:
+        page.goto(f"{demo_server}/#/vocab?{query}")  # the longest pieces; rows of three entries
+        expect(page.locator("table.vocab tbody tr").first).to_be_visible(timeout=60_000)
+        expect(page.locator("[data-legend=whitespace]")).to_contain_text("space")
+        page.screenshot(path=artifacts / f"vocab-{name}-{width}.png", full_page=True)
+        no_horizontal_overflow(page)
+    page.goto(f"{demo_server}/#/pair?text={quote('She sold 201 clips.')}")
+    teacher = page.locator(".tokens.teacher .tok")
+    expect(teacher).to_have_count(8)
+    expect(page.locator("[data-legend=whitespace]")).to_be_visible()
+    colours = (
+        "(side) => [...document.querySelectorAll(`.tokens.${side} .tok`)]"
+        ".map((t) => [t.dataset.chunk, t.style.background])"
+    )
+    student, teacher = dict(page.evaluate(colours, "student")), page.evaluate(colours, "teacher")
+    assert all(student[chunk] == background for chunk, background in teacher)  # '201' vs '2' '0' '1' too
+    assert len(set(student.values())) == len(student)  # neighbouring chunks differ
+    no_horizontal_overflow(page)
+    page.screenshot(path=artifacts / f"pair-{width}.png", full_page=True)
+    page.goto(f"{demo_server}/#/diagnosis")
+    expect(page.locator(".chart .main-svg").first).to_be_visible(timeout=60_000)
+    page.screenshot(path=artifacts / f"diagnosis-{width}.png", full_page=True)
+    page.close()
+    assert not errors, errors
+
+
+def test_toasts_stay_on_their_page(page: Page, demo_server: str) -> None:
+    page.goto(f"{demo_server}/#/pair")
+    expect(page.locator(".tokens.student .tok").first).to_be_visible(timeout=60_000)
+    page.evaluate("import('/static/dom.js').then((dom) => dom.toast('Row saved'))")
+    expect(page.locator("#toast.show")).to_have_text("Row saved")
+    page.locator("nav a[data-view=vocab]").click()
+    expect(page.locator("table.vocab tbody tr").first).to_be_visible(timeout=60_000)
+    expect(page.locator("#toast.show")).to_have_count(0)

@@ -94,9 +94,14 @@ OPERATIONS = [
     "GET /api/teachers/{teacher}/history",
     "GET /api/teachers/{teacher}/export/{fmt}",
     "GET /api/diagnosis",
+    "GET /api/overview",
     "GET /api/teachers/{teacher}/diff",
 ]
-FEWER = {"GET /api/diagnosis": 4, "GET /api/teachers/{teacher}/export/{fmt}": 20}  # seconds per example
+FEWER = {  # slow operations get fewer examples (seconds per example)
+    "GET /api/diagnosis": 4,
+    "GET /api/overview": 4,
+    "GET /api/teachers/{teacher}/export/{fmt}": 20,
+}
 
 
 def test_every_operation_is_fuzzed(fuzz_schema) -> None:

@@ -187,3 +187,42 @@ class Diagnosis(BaseModel):
 
     report: DiagnoseReport
     figures: list[dict]
+
+
+class OverviewCategory(BaseModel):
+    """One student category for one teacher's current W (counts from the diagnose audit)."""
+
+    total: int
+    common: int  # in W's H-KL common set
+    covered: int  # W's row is not empty
+    common_share: float  # common / total
+    severity: Literal["ok", "warn", "critical"]
+
+
+class OverviewTeacher(BaseModel):
+    """One teacher's W at a glance: the diagnose recommendation, coverage and corpus agreement."""
+
+    key: str
+    name: str
+    size: int
+    recommendation: Literal["p_kl", "h_kl", "kd"]
+    reason: str
+    covered: int  # student tokens with a non-empty row (over the audited categories)
+    total: int
+    critical: dict[str, OverviewCategory]  # the critical categories only, in report order
+    categories: dict[str, OverviewCategory]  # every student category, in report order
+    agreement_at_1: float | None  # on the corpus (None without one)
+    mass_at_1: float | None  # mean W mass on the teacher's own token
+    edits: int  # edits since W was built: journalled and not undone
+    rows_edited: int  # distinct student rows those edits touch
+
+
+class Overview(BaseModel):
+    """GET /api/overview: every teacher's current W side by side."""
+
+    student: str
+    critical: list[str]  # the critical categories the student has
+    corpus: str  # "" without a corpus
+    corpus_texts: int
+    categories: list[str]  # student categories in report order
+    teachers: list[OverviewTeacher]

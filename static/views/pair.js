@@ -1,6 +1,7 @@
 // Pair view: one text tokenised by student and teacher, byte-offset chunks, and W rows on hover.
+// A chunk (the same span of text on both sides) has one colour on both sides; tokens in no chunk are grey.
 import { api } from "../api.js";
-import { colour, glyphs, h, weight } from "../dom.js";
+import { colour, glyphLegend, glyphs, h, weight } from "../dom.js";
 import { currentTeacher, go, state } from "../state.js";
 
 const SAMPLE = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May? 48 + 24 = 72\n    return 1234";
@@ -64,8 +65,9 @@ function drawPair(output, pair) {
           role: "listitem",
           tabindex: 0,
           title: `${side} #${token.id} ${JSON.stringify(token.piece)} bytes ${token.start}-${token.end}`,
-          style: { background: colour(token.id) },
+          style: { background: token.chunk < 0 ? "#e4e7ec" : colour(token.chunk) },
           "data-id": token.id,
+          "data-chunk": token.chunk,
           onmouseenter: () => { highlight(token.chunk, true); if (side === "student") showRow(token); },
           onmouseleave: () => { highlight(token.chunk, false); clearRow(); },
           onfocus: () => { highlight(token.chunk, true); if (side === "student") showRow(token); },
@@ -85,8 +87,9 @@ function drawPair(output, pair) {
         line("student", pair.student),
         h("h2", {}, `teacher ${teacher.name}: ${pair.teacher.length} tokens`),
         line("teacher", pair.teacher),
+        glyphLegend(),
         h("p", { class: "muted" },
-          `${pair.chunks.length} chunks, ${ones} one-to-one; ${pair.disagreeing_boundaries.length} boundaries on one side only (dashed).`),
+          `Each chunk (the same bytes on both sides) has one colour on both sides. ${pair.chunks.length} chunks, ${ones} one-to-one; ${pair.disagreeing_boundaries.length} boundaries on one side only (dashed).`),
         ...["student", "teacher"].filter((side) => !pair.round_trips[side]).map((side) =>
           h("p", { class: "warn" },
             `The ${side} tokenizer does not reproduce this text byte for byte; tokens where the two sides differ belong to no chunk (dotted).`))),

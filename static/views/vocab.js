@@ -1,6 +1,6 @@
 // Vocabulary browser: server-side search, filters, sort and paging; every control is in the URL.
 import { api } from "../api.js";
-import { glyphs, h, weight } from "../dom.js";
+import { glyphLegend, glyphs, h, weight } from "../dom.js";
 import { currentTeacher, go, state } from "../state.js";
 
 const PAGE = 50;
@@ -49,6 +49,7 @@ export async function renderVocab(main, route) {
   const open = (id) => go("token", [side, id]);
   table.replaceChildren(
     h("p", { class: "count" }, `${page.count.toLocaleString()} tokens`),
+    glyphLegend(),
     h("table", { class: "vocab" },
       h("thead", {}, h("tr", {}, ["id", "piece", "text", "category", side === "student" ? "row" : "student rows", side === "student" ? "W row (heaviest first)" : "one-hot"].map((c) => h("th", {}, c)))),
       h("tbody", {}, page.data.map((t) =>

@@ -49,6 +49,12 @@ def diagnose_figures(report: DiagnoseReport) -> list[dict]:
                 name=t.teacher.name,
                 x=categories,
                 y=[t.categories[c].strict / t.categories[c].total for c in categories],
+                # critical categories carry their share as text, red below the warn share: a 0% bar
+                # has no height, its label still shows
+                text=[_share_label(t.categories[c], c in critical) for c in categories],
+                textposition="outside",
+                textfont={"color": [_share_colour(t.categories[c], report.thresholds.warn) for c in categories]},
+                cliponaxis=False,
                 customdata=[
                     [getattr(t.categories[c], k) for k in ("strict", "total", "common", "covered")] for c in categories
                 ],
@@ -62,7 +68,7 @@ def diagnose_figures(report: DiagnoseReport) -> list[dict]:
         title=f"Student ({report.student.name}) tokens in GOLD's strict set, per category (critical in bold)",
         barmode="group",
         template="plotly_white",
-        yaxis={"tickformat": ".0%", "range": [0, 1.02], "title": "share of the category's tokens"},
+        yaxis={"tickformat": ".0%", "range": [0, 1.1], "title": "share of the category's tokens"},
         xaxis={"tickvals": categories, "ticktext": ticks},
     )
     figures = [coverage]
@@ -82,7 +88,8 @@ def diagnose_figures(report: DiagnoseReport) -> list[dict]:
             ]
         )
         mass.update_layout(
-            title=f"Student next tokens outside GOLD's strict set, by category (corpus {corpus_name})",
+            title="Student next tokens outside GOLD's strict set, by category"
+            + (f" (corpus {corpus_name})" if corpus_name else ""),
             barmode="group",
             template="plotly_white",
             yaxis={"tickformat": ".1%", "title": "share of all student tokens"},
@@ -90,6 +97,15 @@ def diagnose_figures(report: DiagnoseReport) -> list[dict]:
         )
         figures.append(mass)
     return [json.loads(figure.to_json()) for figure in figures]
+
+
+def _share_label(audit: CategoryAudit, critical: bool) -> str:
+    """The strict share of a critical category as bar text, e.g. `0%`; other categories get none."""
+    return f"{audit.strict / audit.total:.0%}" if critical else ""
+
+
+def _share_colour(audit: CategoryAudit, warn: float) -> str:
+    return "#b3261e" if audit.strict / audit.total < warn else "#1d2430"
 
 
 def diagnose_html(report: DiagnoseReport) -> str:
