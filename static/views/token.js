@@ -1,7 +1,7 @@
 // Token inspector: bytes, category, the other side's spelling, and the W row editor (student
 // tokens, see row_editor.js) or the W column (teacher tokens), paged on the server.
 import { api } from "../api.js";
-import { glyphs, h, weight } from "../dom.js";
+import { glyphLegend, glyphs, h, weight } from "../dom.js";
 import { currentTeacher } from "../state.js";
 import { rowEditor } from "./row_editor.js";
 
@@ -25,6 +25,7 @@ export async function renderToken(main, route) {
       h("dd", {}, token.other_side.length
         ? token.other_side.map((p) => h("a", { class: "chip", href: `#/token/${otherSide}/${p.id}?teacher=${currentTeacher()}` }, glyphs(p.display), h("small", {}, ` #${p.id}`)))
         : "(special token: mapped by role)")),
+    glyphLegend(),
     side === "student" ? rowEditor(token) : column(token),
   );
 }
