@@ -60,26 +60,26 @@ def test_undo_restores_before_and_redo_reapplies(store: EditStore) -> None:
     store.set_row(T1, 5, 1, ROW_A, ROW_B, "b")
     store.set_row(T1, 9, 0, [], ROW_C, "c")
 
-    undone = store.undo(T1)  # the newest edit first
+    (undone,) = store.undo(T1)  # the newest edit first
     assert (undone.student_id, undone.version, undone.entries) == (9, 2, [])
-    undone = store.undo(T1)
+    (undone,) = store.undo(T1)
     assert (undone.student_id, undone.version, undone.entries) == (5, 3, ROW_A)
     assert store.rows(T1) == {5: (3, ROW_A), 9: (2, [])}
     assert [h["state"] for h in store.history(T1)] == ["undone", "undone", "done"]
 
-    redone = store.redo(T1)  # the oldest undone edit first
+    (redone,) = store.redo(T1)  # the oldest undone edit first
     assert (redone.student_id, redone.version, redone.entries) == (5, 4, ROW_B)
-    redone = store.redo(T1)
+    (redone,) = store.redo(T1)
     assert (redone.student_id, redone.version, redone.entries) == (9, 3, ROW_C)
-    assert store.redo(T1) is None
+    assert store.redo(T1) == []
     assert store.rows(T1) == {5: (4, ROW_B), 9: (3, ROW_C)}
     assert [h["state"] for h in store.history(T1)] == ["done", "done", "done"]
 
 
 def test_undo_back_to_the_start_then_nothing(store: EditStore) -> None:
     store.set_row(T1, 5, 0, BASE_5, ROW_A, "")
-    assert store.undo(T1).entries == BASE_5
-    assert store.undo(T1) is None
+    assert store.undo(T1)[0].entries == BASE_5
+    assert store.undo(T1) == []
     assert store.rows(T1) == {5: (2, BASE_5)}
 
 
@@ -93,11 +93,11 @@ def test_a_new_edit_after_undo_drops_the_redo_entries(store: EditStore) -> None:
         store.set_row(T1, 5, 2, BASE_5, ROW_C, "c")
     change = store.set_row(T1, 5, 4, BASE_5, ROW_C, "c")
     assert change.version == 5
-    assert store.redo(T1) is None
+    assert store.redo(T1) == []
     history = store.history(T1)
     assert [(h["note"], h["state"]) for h in history] == [("c", "done"), ("b", "dropped"), ("a", "dropped")]
-    assert store.undo(T1).entries == BASE_5  # undo now steps over the dropped entries
-    assert store.undo(T1) is None
+    assert store.undo(T1)[0].entries == BASE_5  # undo now steps over the dropped entries
+    assert store.undo(T1) == []
 
 
 def test_history_order_and_content(store: EditStore) -> None:
@@ -131,7 +131,7 @@ def test_a_reopened_store_sees_everything(tmp_path: Path) -> None:
     assert {t: again.rows(t) for t in (T1, T2)} == rows
     assert {t: again.history(t) for t in (T1, T2)} == history
     assert again.integrity() == "ok"
-    assert again.redo(T1).entries == ROW_C  # the undone edit is still redo-able after reopening
+    assert again.redo(T1)[0].entries == ROW_C  # the undone edit is still redo-able after reopening
     assert again.set_row(T1, 5, 2, ROW_B, ROW_A, "d").version == 3
     again.close()
 
@@ -167,8 +167,8 @@ def test_teachers_are_isolated(store: EditStore) -> None:
     store.undo(T1)
     assert store.rows(T2) == {5: (1, ROW_B)}
     store.set_row(T2, 6, 0, [], ROW_C, "")  # a new edit of T2 does not drop T1's redo entry
-    assert store.redo(T1).entries == ROW_A
-    assert store.undo("nobody") is None and store.rows("nobody") == {} and store.history("nobody") == []
+    assert store.redo(T1)[0].entries == ROW_A
+    assert store.undo("nobody") == [] and store.rows("nobody") == {} and store.history("nobody") == []
 
 
 def test_concurrent_writers_on_different_rows(store: EditStore) -> None:

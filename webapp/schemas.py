@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from xtoken_align.bulk import BulkAction
+from xtoken_align.categories import CATEGORY_ORDER
+from xtoken_align.config import BuildConfig
 from xtoken_align.diagnose.report import DiagnoseReport
 from xtoken_align.rules import RULE_CODES
+from xtoken_align.score import ScoreReport
 
 Side = Literal["student", "teacher"]
 RuleName = Literal[RULE_CODES]  # type: ignore[valid-type]
+Category = Literal[CATEGORY_ORDER]  # type: ignore[valid-type]
 
 
 class TokenizerView(BaseModel):
@@ -116,6 +121,7 @@ class RowView(BaseModel):
     version: int
     row: list[Entry]
     changed: bool = True  # false: the save changed nothing, so nothing was journalled
+    rows: int = 1  # rows an undo or redo changed (a bulk operation: all of its rows; `row` is the first)
 
 
 class RowStep(BaseModel):
@@ -164,6 +170,7 @@ class PairView(BaseModel):
 
 class HistoryItem(BaseModel):
     id: int
+    op: int  # entries written together (a bulk edit) share it: undo and redo step through it whole
     student_id: int
     piece: str = ""  # the student token's raw piece and display text
     display: str = ""
@@ -226,3 +233,100 @@ class Overview(BaseModel):
     corpus_texts: int
     categories: list[str]  # student categories in report order
     teachers: list[OverviewTeacher]
+
+
+class Selection(BaseModel):
+    """Student tokens chosen as the vocabulary view filters them (GET /api/vocab/student)."""
+
+    model_config = ConfigDict(extra="forbid")
+    q: str = Field(default="", max_length=200)
+    regex: bool = False
+    category: Category | None = None
+    matched: bool | None = None
+    rule: RuleName | None = None
+    degree: int | None = Field(default=None, ge=0, le=64)
+
+
+class BulkRequest(BaseModel):
+    """POST /api/teachers/{teacher}/bulk. `revision`: the one a dry run answered; the write is
+    refused with 409 if the teacher's W changed since (leave it out to write whatever the state)."""
+
+    model_config = ConfigDict(extra="forbid")
+    selection: Selection
+    action: BulkAction
+    dry_run: bool = True
+    revision: int | None = Field(default=None, ge=0)
+    note: str = Field(default="", max_length=2000)
+
+
+class BulkRow(BaseModel):
+    student_id: int
+    piece: str
+    display: str
+    category: str
+    before: list[Entry]
+    after: list[Entry]
+
+
+class BulkResult(BaseModel):
+    dry_run: bool
+    action: str  # as the history notes it
+    selected: int  # student tokens the selection found
+    changed: int  # rows the action changes (dry run) or changed
+    sample: list[BulkRow]  # the first changed rows, before and after
+    revision: int  # the teacher's revision: name it to apply this preview
+    operation: int | None = None  # applied: the history operation (undo steps through it whole)
+
+
+class RebuildRequest(BaseModel):
+    """POST /api/teachers/{teacher}/rebuild: a rule config as `build --config` takes it."""
+
+    model_config = ConfigDict(extra="forbid")
+    config: dict
+    dry_run: bool = True
+    revision: int | None = Field(default=None, ge=0)
+    corpus_texts: int = Field(default=200, ge=0, le=2_000)  # GSM8K test problems for the score preview
+
+
+class DroppedEdit(BaseModel):
+    """An edit the rebuild cannot carry over: the rules changed the row it was made against."""
+
+    student_id: int
+    piece: str
+    display: str
+    edit: list[Entry]  # the edited row
+    was: list[Entry]  # what the old rules gave
+    now: list[Entry]  # what the new rules give (the row after the rebuild)
+
+
+class RebuildResult(BaseModel):
+    dry_run: bool
+    config: BuildConfig
+    rows_changed: int  # rows of the current W (edits included) that the rebuild changes
+    edits_kept: int
+    edits_dropped: list[DroppedEdit]
+    before: ScoreReport  # the current W
+    after: ScoreReport  # the rebuilt W with the kept edits
+    build_seconds: float
+    revision: int
+    generation: int | None = None  # applied: the rebuild's number in this workspace
+
+
+class Rebuild(BaseModel):
+    generation: int
+    at: str
+    config: dict | None
+    kept: int
+    dropped: int
+
+
+class RulesView(BaseModel):
+    """GET /api/teachers/{teacher}/rules: the config W was built with and what a rebuild can use."""
+
+    config: BuildConfig
+    imported: bool  # W came from another tool: `config` is the default rules
+    defaults: dict[str, dict]  # each rule's parameters and their defaults (corpus: only with files)
+    claiming: list[str]
+    adding: list[str]
+    revision: int
+    rebuilds: list[Rebuild]

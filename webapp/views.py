@@ -4,7 +4,7 @@ the UI renders it with textContent, never as HTML."""
 from __future__ import annotations
 
 from webapp.schemas import Entry, Piece, TokenSummary
-from webapp.workspace import TeacherState
+from webapp.teacher_state import TeacherState
 from xtoken_align.edits import Row
 from xtoken_align.vocab import Vocab
 

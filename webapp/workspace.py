@@ -3,12 +3,17 @@
     workspace/
       workspace.json             which tokenizers this workspace is for
       W-<teacher>.safetensors    the base W of each teacher (+ .json sidecar), built or imported once
+      W-<teacher>.g<N>.safetensors   the base W after the N-th rebuild (recorded in edits.sqlite)
       edits.sqlite               every edit (see store.py); current rows = base W + edited rows
 
 Opening a workspace with other tokenizers than it was made for is refused. Everything the web
 routes need per teacher (current rows, columns, per-token W summaries for search) lives in
-`TeacherState`, kept in step with the store on every edit. Values derived from the whole current W
+`TeacherState` (teacher_state.py), kept in step with the store on every edit. Values derived from the whole current W
 (the diagnosis) are kept by `Workspace.derived` until the next edit, undo or redo.
+
+Writes that plan many rows (bulk edits) plan them under the workspace lock from the rows they
+replace, so nothing lands in between; a rebuild swaps the teacher's base W and state at once,
+after its file is on disk and the store has recorded it.
 
 A workspace does not load tokenizers itself: it is given the vocabularies, or `Workspace.open` loads
 them with the loader it is given (`load_vocab` unless told otherwise).
@@ -20,22 +25,19 @@ import json
 import re
 import threading
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
-
 from webapp.compare import CompareW, read_compare
 from webapp.search import VocabIndex
-from webapp.store import Change, EditStore
+from webapp.store import Base, Change, EditStore, StaleRevision
+from webapp.teacher_state import TeacherState
 from xtoken_align.atomic import write_atomic
-from xtoken_align.edits import Row, apply_rows, normalise_row
+from xtoken_align.edits import Row, normalise_row, replay_edits
 from xtoken_align.errors import XTokenError
 from xtoken_align.formats import load_projection, save_projection
 from xtoken_align.projection import Projection, TokenizerInfo, build_projection
-from xtoken_align.rules import ONE_HOT_RULES, RULE_CODES, RuleContext
+from xtoken_align.rules import RuleContext
 from xtoken_align.vocab import Vocab, load_vocab
 
 VocabLoader = Callable[[str], Vocab]  # a tokenizer source -> its canonical vocabulary
@@ -44,72 +46,6 @@ T = TypeVar("T")
 
 class UnknownTeacher(XTokenError):
     """A teacher key this workspace does not have (the API answers 404)."""
-
-
-@dataclass
-class TeacherState:
-    key: str
-    vocab: Vocab
-    base: Projection
-    index: VocabIndex
-    context: RuleContext
-    edited: dict[int, tuple[int, Row]] = field(default_factory=dict)  # student id -> (version, row)
-
-    def __post_init__(self) -> None:
-        leading = self.base.leading().rule
-        self.rules = np.asarray([*RULE_CODES, ""], dtype=object)[leading]  # -1 (empty row) picks ""
-        self.degrees = self.base.entries_per_row()
-        self.student_matched = np.isin(self.rules, ONE_HOT_RULES)
-        self.teacher_rules = np.full(self.vocab.size, "", dtype=object)  # teacher tokens have no rule of their own
-        self.columns = self.base.matrix.tocsc()
-        self._refresh_columns()
-        for sid, (_, row) in self.edited.items():
-            self._summarise(sid, row)
-
-    @cached_property
-    def reverse_context(self) -> RuleContext:
-        """Teacher tokens spelled by the student tokenizer."""
-        return RuleContext(self.context.teacher, self.context.student)
-
-    def row(self, sid: int) -> tuple[int, Row]:
-        return self.edited.get(sid) or (0, self.base.row(sid))
-
-    def column(self, tid: int) -> list[tuple[int, float, str]]:
-        """Student tokens mapping onto teacher token `tid`, heaviest first."""
-        edited = dict(self.edited)  # a snapshot: edits land from other request threads
-        start, end = self.columns.indptr[tid], self.columns.indptr[tid + 1]
-        found = {int(s): None for s in self.columns.indices[start:end] if int(s) not in edited}
-        out = [(sid, *next((w, r) for c, w, r, _ in self.base.row(sid) if c == tid)) for sid in found]
-        out += [(sid, w, r) for sid, (_, row) in edited.items() for c, w, r, _ in row if c == tid]
-        return sorted(out, key=lambda e: (-e[1], e[0]))
-
-    def apply(self, change: Change) -> None:
-        self.edited[change.student_id] = (change.version, change.entries)
-        self._summarise(change.student_id, change.entries)
-        self._refresh_columns()
-
-    def merged(self, history: list[dict]) -> Projection:
-        return apply_rows(self.base, {sid: row for sid, (_, row) in dict(self.edited).items()}, history)
-
-    def _summarise(self, sid: int, row: Row) -> None:
-        self.rules[sid] = row[0][2] if row else ""
-        self.degrees[sid] = len(row)
-        self.student_matched[sid] = self.rules[sid] in ONE_HOT_RULES
-
-    def _refresh_columns(self) -> None:
-        """Per teacher token: how many student rows point at it, and whether one is a one-hot match."""
-        size = self.vocab.size
-        rows = [(sid, row) for sid, (_, row) in dict(self.edited).items()]
-        m = self.base.matrix
-        entry_rows = self.base.entry_rows()
-        keep = ~np.isin(entry_rows, [sid for sid, _ in rows])
-        self.teacher_degrees = np.bincount(m.indices[keep], minlength=size)
-        exact = keep & self.base.identity()
-        self.teacher_matched = np.bincount(m.indices[exact], minlength=size) > 0
-        for _, row in rows:
-            for col, _, rule, _ in row:
-                self.teacher_degrees[col] += 1
-                self.teacher_matched[col] |= rule in ONE_HOT_RULES
 
 
 def _check_projections(projections: Sequence[str] | None, teachers: int) -> None:
@@ -205,21 +141,59 @@ class Workspace:
             row = normalise_row(entries, current, state.vocab.size, allow_empty=allow_empty)
             change = self.store.set_row(key, sid, version, current, row, note)
             if change.history_id:  # 0: a no-op, nothing changed
-                state.apply(change)
+                state.apply([change])
                 self.revision += 1
         return change
 
-    def step(self, key: str, forward: bool, row: tuple[int, int] | None = None) -> Change | None:
-        """Undo or redo the teacher's latest edit, or one row's: `row=(student id, version)`."""
+    def write_rows(
+        self, key: str, plan: Callable[[TeacherState], dict[int, Row]], note: str, expected_revision: int | None
+    ) -> list[Change]:
+        """Write the rows `plan(state)` gives as one operation (one undo step), planned under the
+        lock; StaleRevision if the teacher is no longer at `expected_revision`."""
+        state = self.teacher(key)
+        with self.lock:
+            if expected_revision is not None and self.store.revision(key) != expected_revision:
+                raise StaleRevision(self.store.revision(key))
+            rows = plan(state)
+            changes = [(sid, None, state.row(sid)[1], row) for sid, row in rows.items()]
+            done = [c for c in self.store.set_rows(key, changes, note, expected_revision) if c.history_id]
+            if done:
+                state.apply(done)
+                self.revision += 1
+        return done
+
+    def step(self, key: str, forward: bool, row: tuple[int, int] | None = None) -> list[Change]:
+        """Undo or redo the teacher's latest operation, or one row's edit: `row=(student id, version)`."""
         state = self.teacher(key)
         if row is not None:
             self._check_student_id(row[0])
         with self.lock:
-            change = self.store.redo(key, row) if forward else self.store.undo(key, row)
-            if change:
-                state.apply(change)
+            changes = self.store.redo(key, row) if forward else self.store.undo(key, row)
+            if changes:
+                state.apply(changes)
                 self.revision += 1
-        return change
+        return changes
+
+    def rebase(self, key: str, projection: Projection, expected_revision: int | None) -> tuple[Base, dict[int, Row]]:
+        """Make `projection` the teacher's base W, carrying edits over (`edits.replay_edits`): its
+        file is written first, then the store records it (a kill in between leaves an unused file).
+        Returns the rebuild's record and the dropped edits' rows as they were."""
+        state = self.teacher(key)
+        with self.lock:
+            if expected_revision is not None and self.store.revision(key) != expected_revision:
+                raise StaleRevision(self.store.revision(key))
+            edited = {sid: row for sid, (_, row) in state.edited.items()}
+            kept, dropped = replay_edits(state.base, projection, edited)
+            generation = len(self.store.bases(key)) + 1
+            file = f"W-{key}.g{generation}.safetensors"
+            save_projection(projection, self.folder / file)
+            config = projection.config.model_dump_json() if projection.config else "null"
+            base = Base(generation, file, config, len(kept), dropped)
+            self.store.rebase(key, base, {sid: projection.row(sid) for sid in dropped}, expected_revision)
+            rows = self.store.rows(key)
+            self.teachers[key] = TeacherState(key, state.vocab, projection, state.index, state.context, rows)
+            self.revision += 1
+        return base, {sid: edited[sid] for sid in dropped}
 
     def derived(self, name: str, params: Hashable, compute: Callable[[], T]) -> T:
         """`compute()`, kept under `name` until W changes (an edit, undo or redo) or `params` differ.
@@ -257,6 +231,15 @@ class Workspace:
         return key
 
     def _base_projection(self, key: str, vocab: Vocab, given: str | None, log) -> Projection:
+        rebuilt = self.store.bases(key)
+        if rebuilt:  # the edits in the store are relative to the latest rebuild's W
+            last = rebuilt[-1]
+            if given:
+                raise XTokenError(
+                    f"W of teacher {key} was rebuilt in this workspace (rebuild {last.generation}, {last.at}); "
+                    f"--projection {given} would replace it under its edits: give another --workspace"
+                )
+            return load_projection(self.folder / last.file, self.student, vocab)
         path = self.folder / f"W-{key}.safetensors"
         if given:
             log(f"using W {given} for {key}")

@@ -36,10 +36,11 @@ class _Rule(BaseModel):
 
 
 class _LeadingPieces(_Rule):
-    """Weights β·γ^i for the i-th teacher piece of a re-tokenised student token (method.md §2)."""
+    """Weights β·γ^i for the i-th teacher piece of a re-tokenised student token (method.md §2);
+    γ = 0: the first piece only."""
 
     beta: Annotated[float, Field(gt=0, le=1)] = 0.9
-    gamma: Annotated[float, Field(gt=0, le=1)] = 0.1
+    gamma: Annotated[float, Field(ge=0, le=1)] = 0.1
 
 
 class ExactRule(_Rule):

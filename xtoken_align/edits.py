@@ -4,8 +4,9 @@ A row edit is a list of (teacher id, weight) pairs. `normalise_row` refuses what
 of W (unknown ids, NaN, negative or absurd weights, duplicates, an empty row for a token that can
 appear in text) and scales the rest to sum to 1. Entries that keep their teacher id and weight (as
 given, or after normalising) keep their rule and score, even when other entries' changes rescale
-them; anything new or reweighted is credited to the rule `edit`. Left out: where
-edits are stored (the web layer keeps them in SQLite).
+them; anything new or reweighted is credited to the rule `edit`. `replay_edits` carries edited
+rows over to a rebuilt W where the rules did not change under them. Left out: where edits are
+stored (the web layer keeps them in SQLite).
 """
 
 from __future__ import annotations
@@ -68,6 +69,35 @@ def normalise_row(
         else:
             row.append(RowEntry(col, normalised, "edit", weight))
     return sorted(row, key=lambda e: (-e.weight, e.teacher))
+
+
+def same_row(a: Row, b: Row, tolerance: float = 1e-6) -> bool:
+    """Whether two rows hold the same teacher ids with the same weights (provenance aside).
+
+    >>> a = [RowEntry(5, 0.5, "digits", 0.9), RowEntry(7, 0.5, "edit", 1.0)]
+    >>> same_row(a, [RowEntry(7, 0.5, "edit", 1.0), RowEntry(5, 0.5, "edit", 0.5)])
+    True
+    >>> same_row(a, [RowEntry(5, 1.0, "digits", 0.9)])
+    False
+    """
+    weights = {entry.teacher: entry.weight for entry in a}
+    return len(a) == len(b) and all(abs(weights.get(e.teacher, -1.0) - e.weight) <= tolerance for e in b)
+
+
+def replay_edits(old: Projection, new: Projection, edited: Mapping[int, Row]) -> tuple[dict[int, Row], list[int]]:
+    """Hand edits carried from a W to its rebuild: (kept rows, dropped student ids).
+
+    An edited row is kept, as it is, where the rebuild gives it the row the old W gave it (the
+    rules did not change under the edit); where the rules now give another row, the edit no longer
+    applies to what it was made against and is dropped, for the caller to list.
+    """
+    kept, dropped = {}, []
+    for sid, row in sorted(edited.items()):
+        if same_row(old.row(sid), new.row(sid)):
+            kept[sid] = row
+        else:
+            dropped.append(sid)
+    return kept, dropped
 
 
 def apply_rows(projection: Projection, rows: Mapping[int, Row], history: list[dict] | None = None) -> Projection:

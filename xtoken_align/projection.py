@@ -87,17 +87,7 @@ class Projection:
 
     def row(self, index: int) -> list[RowEntry]:
         """The entries of one row, heaviest first (ties: the lower teacher id)."""
-        start, end = self.matrix.indptr[index], self.matrix.indptr[index + 1]
-        entries = [
-            RowEntry(
-                int(self.matrix.indices[k]),
-                float(self.matrix.data[k]),
-                RULE_CODES[self.rules[k]],
-                float(self.scores[k]),
-            )
-            for k in range(start, end)
-        ]
-        return sorted(entries, key=lambda e: (-e.weight, e.teacher))
+        return csr_row(self.matrix, self.rules, self.scores, index)
 
     def entries_per_row(self) -> np.ndarray:
         """(V_S,) int64: how many entries each row holds."""
@@ -176,6 +166,16 @@ class Projection:
                 raise XTokenError(f"{len(empty)} regular student tokens have an empty row (first: {empty[0]})")
 
 
+def csr_row(matrix: sp.csr_array, rules: np.ndarray, scores: np.ndarray, index: int) -> list[RowEntry]:
+    """Row `index` of W's CSR arrays with provenance, heaviest first (ties: the lower teacher id)."""
+    start, end = matrix.indptr[index], matrix.indptr[index + 1]
+    entries = [
+        RowEntry(int(matrix.indices[k]), float(matrix.data[k]), RULE_CODES[rules[k]], float(scores[k]))
+        for k in range(start, end)
+    ]
+    return sorted(entries, key=lambda e: (-e.weight, e.teacher))
+
+
 def leading_entries(matrix: sp.csr_array, rules: np.ndarray | None = None) -> Leading:
     """Each row's heaviest entry of a CSR W, vectorised; `rules` (nnz,) gives `Leading.rule`."""
     m, size = matrix, matrix.shape[0]
@@ -220,15 +220,24 @@ def build_time() -> str:
 
 
 def build_projection(
-    student: Vocab, teacher: Vocab, config: BuildConfig | None = None, *, progress: bool | None = None
+    student: Vocab,
+    teacher: Vocab,
+    config: BuildConfig | None = None,
+    *,
+    rows: list[int] | None = None,
+    context: RuleContext | None = None,
+    progress: bool | None = None,
 ) -> Projection:
     """Build W from the rules of `config` (default rules, K = 4). `progress=None`: a bar on a terminal.
-    A `corpus` rule reads and counts its corpus first (a bad file fails before any other work)."""
+    A `corpus` rule reads and counts its corpus first (a bad file fails before any other work).
+    `rows`: fill only these student rows (the others stay empty), as a bulk re-run of rules does;
+    `context`: a `RuleContext` of the same pair to reuse (its teacher encoder is cached)."""
     config = config or BuildConfig()
     corpus = config.rule("corpus")
     counts = count_openers(student, teacher, corpus_texts(corpus)) if corpus else None
-    ctx = RuleContext(student, teacher)
-    candidates = [i for i in range(student.size) if student.categories[i] != "unused"]
+    ctx = context or RuleContext(student, teacher)
+    every = range(student.size) if rows is None else sorted(set(rows))
+    candidates = [i for i in every if student.categories[i] != "unused"]
     open_rows, protected, special = list(candidates), set(), set()  # protected: exact and special rows
     parts: list[tuple[int, Entries]] = []
     bar = tqdm(config.rules, desc="build W", unit="rule", disable=None if progress is None else not progress)

@@ -1,6 +1,6 @@
 """One APIRouter per file; `ROUTERS` is what create_app mounts under /api."""
 
-from webapp.routes import diagnosis, diff, edits, export, meta, overview, pair, tokens, vocab
+from webapp.routes import curation, diagnosis, diff, edits, export, meta, overview, pair, tokens, vocab
 
 ROUTERS = [
     meta.router,
@@ -9,6 +9,7 @@ ROUTERS = [
     tokens.router,
     pair.router,
     edits.router,
+    curation.router,
     diagnosis.router,
     diff.router,
     export.router,

@@ -51,6 +51,7 @@ def redo_row(teacher: str, student_id: int, step: RowStep, workspace: WorkspaceD
 
 @router.post("/teachers/{teacher}/undo", response_model=RowView, responses={409: {"description": "nothing to undo"}})
 def undo(teacher: str, workspace: WorkspaceDep):
+    """Undo the teacher's latest operation: one row's edit, or a bulk edit whole (`rows` says how many)."""
     return _step(teacher, workspace, forward=False)
 
 
@@ -94,19 +95,24 @@ def _stale(teacher: str, student_id: int, stale: StaleVersion, workspace) -> JSO
 
 def _row_step(teacher: str, student_id: int, step: RowStep, workspace, forward: bool):
     try:
-        change = workspace.step(teacher, forward, (student_id, step.version))
+        changes = workspace.step(teacher, forward, (student_id, step.version))
     except StaleVersion as stale:
         return _stale(teacher, student_id, stale, workspace)
-    if change is None:
+    if not changes:
         word = "redo" if forward else "undo"
         return JSONResponse(status_code=409, content={"detail": f"nothing to {word} for student token #{student_id}"})
-    state = workspace.teacher(teacher)
-    return RowView(student_id=change.student_id, version=change.version, row=entries(state.vocab, change.entries))
+    return _view(workspace.teacher(teacher), changes)
 
 
 def _step(teacher: str, workspace, forward: bool):
-    change = workspace.step(teacher, forward)
-    if change is None:
+    changes = workspace.step(teacher, forward)
+    if not changes:
         return JSONResponse(status_code=409, content={"detail": f"nothing to {'redo' if forward else 'undo'}"})
-    state = workspace.teacher(teacher)
-    return RowView(student_id=change.student_id, version=change.version, row=entries(state.vocab, change.entries))
+    return _view(workspace.teacher(teacher), changes)
+
+
+def _view(state, changes) -> RowView:
+    """The row the step changed; for a bulk operation, its first row and how many it changed."""
+    first = changes[0]
+    row = entries(state.vocab, first.entries)
+    return RowView(student_id=first.student_id, version=first.version, row=row, rows=len(changes))

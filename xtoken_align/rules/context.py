@@ -31,9 +31,11 @@ class Entries:
         self.scores.append(score)
 
     def add_pieces(self, row: int, pieces: list[int], beta: float, gamma: float, scale: float = 1.0) -> None:
-        """The paper's leading-piece weights: piece i gets scale·β·γ^i (`201` → 0.9, 0.09, 0.009)."""
+        """The paper's leading-piece weights: piece i gets scale·β·γ^i (`201` → 0.9, 0.09, 0.009);
+        γ = 0 keeps the first piece only."""
         for i, piece in enumerate(pieces):
-            self.add(row, piece, scale * beta * gamma**i)
+            if gamma > 0 or i == 0:
+                self.add(row, piece, scale * beta * gamma**i)
 
     def __len__(self) -> int:
         return len(self.rows)
