@@ -194,3 +194,27 @@ def test_concurrent_writers_on_different_rows(store: EditStore) -> None:
         notes = [h["note"] for h in reversed(history) if h["student_id"] == sid]
         assert notes == [f"{sid}/{v}" for v in range(25)]
     assert store.integrity() == "ok"
+
+
+def test_a_database_from_before_operations_opens_and_steps(tmp_path) -> None:
+    """Databases written before bulk edits (no `op` column) gain it on open; old entries are their own operation."""
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE rows (teacher TEXT NOT NULL, student_id INTEGER NOT NULL, version INTEGER NOT NULL, "
+        "entries TEXT NOT NULL, PRIMARY KEY (teacher, student_id));"
+        "CREATE TABLE history (id INTEGER PRIMARY KEY AUTOINCREMENT, teacher TEXT NOT NULL, "
+        "student_id INTEGER NOT NULL, at TEXT NOT NULL, note TEXT NOT NULL DEFAULT '', before TEXT NOT NULL, "
+        "after TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ('done', 'undone', 'dropped')));"
+        """INSERT INTO rows VALUES ('t1', 5, 1, '[[1, 1.0, "edit", 1.0]]');"""
+        """INSERT INTO history (teacher, student_id, at, before, after, state)
+           VALUES ('t1', 5, '2026-01-01T00:00:00Z', '[]', '[[1, 1.0, "edit", 1.0]]', 'done');"""
+    )
+    old.commit()
+    old.close()
+    store = EditStore(path)
+    assert store.history("t1")[0]["op"] == 1
+    store.set_rows("t1", [(6, 0, [], ROW_A), (7, 0, [], ROW_B)], "two at once")
+    (undone_a, undone_b) = store.undo("t1")  # the two-row operation, whole
+    assert {undone_a.student_id, undone_b.student_id} == {6, 7}
+    assert [c.student_id for c in store.undo("t1")] == [5]

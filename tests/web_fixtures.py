@@ -87,7 +87,7 @@ def copy_workspace(base: Workspace, folder: Path) -> Workspace:
     for path in base.folder.iterdir():
         if path.name == "workspace.json" or path.name.startswith("W-"):
             shutil.copy2(path, folder / path.name)
-    return open_workspace(folder)
+    return open_workspace(folder, base.student.source, [state.vocab.source for state in base.teachers.values()])
 
 
 @pytest.fixture
@@ -119,6 +119,13 @@ def demo_workspace(tmp_path_factory) -> Workspace:
 @pytest.fixture(scope="session")
 def demo_client(demo_workspace) -> TestClient:
     return client_for(demo_workspace)
+
+
+@pytest.fixture
+def fresh_demo(demo_workspace, tmp_path) -> Callable[[], Workspace]:
+    """Factory: a new editable copy of the demo workspace (Llama-3 student, Qwen3 teacher)."""
+    made = iter(range(1_000))
+    return lambda: copy_workspace(demo_workspace, tmp_path / f"demo-{next(made)}")
 
 
 # ---------------------------------------------------------------- real servers
