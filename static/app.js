@@ -10,6 +10,7 @@ import { renderExport } from "./views/export.js";
 import { renderHistory } from "./views/history.js";
 import { renderOverview } from "./views/overview.js";
 import { renderPair } from "./views/pair.js";
+import { renderRules } from "./views/rules.js";
 import { renderToken } from "./views/token.js";
 import { renderVocab } from "./views/vocab.js";
 
@@ -19,6 +20,7 @@ const VIEWS = {
   vocab: renderVocab,
   token: renderToken,
   diagnosis: renderDiagnosis,
+  rules: renderRules,
   diff: renderDiff,
   history: renderHistory,
   export: renderExport,

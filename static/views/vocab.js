@@ -2,8 +2,19 @@
 import { api } from "../api.js";
 import { glyphLegend, glyphs, h, weight } from "../dom.js";
 import { currentTeacher, go, state } from "../state.js";
+import { bulkPanel } from "./bulk.js";
 
 const PAGE = 50;
+let bulk = { key: "", panel: null }; // kept across re-renders of the same selection (its preview, its Undo)
+
+// The filters as the bulk endpoint takes them (the same ones the search used).
+function selectionOf(current) {
+  const selection = { q: current.q, regex: current.regex === "true" };
+  if (current.category) selection.category = current.category;
+  if (current.matched) selection.matched = current.matched === "true";
+  if (current.rule) selection.rule = current.rule;
+  return selection;
+}
 
 export async function renderVocab(main, route) {
   const p = route.params;
@@ -47,8 +58,12 @@ export async function renderVocab(main, route) {
   });
   const pages = Math.max(1, Math.ceil(page.count / PAGE));
   const open = (id) => go("token", [side, id]);
+  const selection = selectionOf(current);
+  const key = JSON.stringify([currentTeacher(), selection, page.count]);
+  if (side === "student" && bulk.key !== key) bulk = { key, panel: bulkPanel(selection, page.count, () => renderVocab(main, route)) };
   table.replaceChildren(
     h("p", { class: "count" }, `${page.count.toLocaleString()} tokens`),
+    side === "student" && page.count ? bulk.panel : null,
     glyphLegend(),
     h("table", { class: "vocab" },
       h("thead", {}, h("tr", {}, ["id", "piece", "text", "category", side === "student" ? "row" : "student rows", side === "student" ? "W row (heaviest first)" : "one-hot"].map((c) => h("th", {}, c)))),
