@@ -21,7 +21,7 @@ export async function renderDiagnosis(main) {
         h("p", {}, t.reason)))),
     ...charts,
     h("h2", {}, "Coverage of the student's categories"),
-    h("p", { class: "muted" }, `Critical categories (${report.critical.join(", ")}) open the student vocabulary filtered by the category, highest impact first: corpus frequency × risk, so the rows that carry the most training signal come first.`),
+    h("p", { class: "muted" }, "A critical category opens the student vocabulary filtered by it, highest impact first (corpus frequency × risk): the rows that put the most training signal at risk come first."),
     h("table", { class: "diagnosis" },
       h("thead", {}, h("tr", {}, h("th", {}, "category"), ...report.teachers.map((t) => h("th", {}, `${t.teacher.name}: strict / common / covered of total`)))),
       h("tbody", {}, Object.keys(report.teachers[0]?.categories || {}).map((category) => {

@@ -61,7 +61,7 @@ export async function renderVocab(main, route) {
     h("table", { class: "vocab" },
       h("thead", {}, h("tr", {},
         ["id", "piece", "text", "category"].map((c) => h("th", {}, c)),
-        side === "student" ? h("th", { title: IMPACT_TITLE }, "impact") : null,
+        side === "student" ? h("th", { class: "num", title: IMPACT_TITLE }, "impact") : null,
         [side === "student" ? "row" : "student rows", side === "student" ? "W row (heaviest first)" : "one-hot"].map((c) => h("th", {}, c)))),
       h("tbody", {}, page.data.map((t) =>
         h("tr", { tabindex: 0, "data-id": t.id, onclick: () => open(t.id), onkeydown: (e) => { if (e.key === "Enter") open(t.id); } },
