@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from urllib.parse import quote
@@ -231,6 +232,37 @@ def test_diagnosis_and_export_pages(page: Page, demo_server: str, artifacts: Pat
     with page.expect_download() as download:
         page.get_by_text("CSV table").click()
     assert download.value.suggested_filename.endswith(".csv")
+
+
+def test_diagnosis_links_critical_categories_to_the_impact_order(page: Page, demo_server: str, artifacts: Path) -> None:
+    """A critical category on the diagnosis page opens the student vocabulary filtered by it, highest
+    impact (corpus frequency × risk) first: Llama-3's three-digit numerals under Qwen3, `100` leading."""
+    page.goto(f"{demo_server}/#/diagnosis")
+    link = page.locator("a[data-impact-link='digits:3']")
+    expect(link).to_be_visible(timeout=60_000)
+    expect(page.locator("tr[data-category='digits:3'] .tag")).to_have_text("critical")
+    expect(page.locator("a[data-impact-link]")).to_have_count(3)  # digits:1 to digits:3; Llama-3 has no digits:4+
+    expect(page.locator("tr[data-category='letters:latin'] a")).to_have_count(0)  # not critical: no link
+    page.screenshot(path=artifacts / "diagnosis-impact-links.png", full_page=True)
+    link.click()
+    expect(page).to_have_url(f"{demo_server}/#/vocab?teacher=qwen3&category=digits%3A3&sort=impact")
+    expect(page.locator("select[aria-label='sort ']")).to_have_value("impact")
+    expect(page.locator("select[aria-label='order ']")).to_have_value("desc")  # impact reads highest first
+    rows = page.locator("table.vocab tbody tr")
+    expect(rows).to_have_count(50, timeout=60_000)
+    params = {"teacher": "qwen3", "category": "digits:3", "sort": "impact", "limit": 50}
+    expected = page.request.get(f"{demo_server}/api/vocab/student", params=params).json()["data"]
+    assert rows.evaluate_all("(rows) => rows.map((r) => Number(r.dataset.id))") == [t["id"] for t in expected]
+    impacts = page.locator("td.impact").evaluate_all("(cells) => cells.map((c) => Number(c.dataset.impact))")
+    assert impacts == sorted(impacts, reverse=True) and impacts[0] > 0
+    first = rows.first
+    expect(first.locator("td").nth(1)).to_have_text("100")
+    expect(first.locator("td.impact")).to_have_attribute("title", re.compile(r"^frequency \d+ × risk 0\.67 = impact"))
+    no_horizontal_overflow(page)
+    page.screenshot(path=artifacts / "vocab-impact-digits3.png", full_page=True)
+    page.locator("select[aria-label='sort ']").select_option("id")  # another key starts in its own order
+    expect(page).to_have_url(re.compile(r"#/vocab\?(?!.*order=).*category=digits%3A3&sort=id"))
+    expect(page.locator("select[aria-label='order ']")).to_have_value("asc")
 
 
 VIEWS = {  # name -> (URL hash, what the view shows once it has rendered)

@@ -13,7 +13,7 @@ import re
 
 import pytest
 from conftest import vocab
-from web_fixtures import LLAMA3, MISTRAL, category_of, every_page, page, pid, present_ids
+from web_fixtures import LLAMA3, MISTRAL, category_of, client_for, every_page, page, pid, present_ids, put_row
 
 
 @pytest.mark.parametrize("q", ["hello", "▁the", "ing", "é", "<"])
@@ -194,3 +194,57 @@ def test_unknown_teacher_or_side(web_client) -> None:
     assert "gpt2" in response.json()["detail"] and "llama3, mistral-v1" in response.json()["detail"]
     assert web_client.get("/api/vocab/both", params={"teacher": LLAMA3}).status_code == 422
     assert web_client.get("/api/vocab/student").status_code == 422  # teacher is required
+
+
+def test_sort_by_impact_puts_the_highest_first(demo_client) -> None:
+    """Llama-3 × Qwen3: numerals carry the most training signal at risk; `order=asc` reverses the order."""
+    llama3 = vocab("llama3")
+    top = page(demo_client, sort="impact", teacher="qwen3", limit=200)["data"]
+    impacts = [t["impact"] for t in top]
+    assert impacts == sorted(impacts, reverse=True) and impacts[0] > 0
+    assert top[0]["piece"] == "20" and top[0]["category"] == "digits:2" and not top[0]["matched"]
+    for t in top:
+        assert t["frequency"] > 0 and 0 < t["risk"] <= 1  # 268 tokens put some signal at risk here
+        assert t["impact"] == pytest.approx(t["frequency"] * t["risk"], abs=1e-4 * t["frequency"])  # risk: 4 decimals
+    the = page(demo_client, q="the", teacher="qwen3", limit=500)["data"]
+    (word,) = [t for t in the if t["id"] == pid(llama3, "Ġthe")]
+    assert word["frequency"] > 1000 and word["risk"] == 0 and word["impact"] == 0
+
+    numerals = every_page(demo_client, category="digits:3", sort="impact", teacher="qwen3")
+    assert len(numerals) == 1000 and {t["category"] for t in numerals} == {"digits:3"}
+    impacts = [t["impact"] for t in numerals]
+    assert impacts == sorted(impacts, reverse=True)
+    explicit = every_page(demo_client, category="digits:3", sort="impact", order="desc", teacher="qwen3")
+    ascending = every_page(demo_client, category="digits:3", sort="impact", order="asc", teacher="qwen3")
+    assert [t["id"] for t in explicit] == [t["id"] for t in numerals] == [t["id"] for t in reversed(ascending)]
+    assert page(demo_client, teacher="qwen3", limit=3)["data"][0]["id"] == 0  # other keys stay ascending
+
+
+def test_teacher_side_has_no_impact(web_client) -> None:
+    response = web_client.get("/api/vocab/teacher", params={"teacher": LLAMA3, "sort": "impact"})
+    assert response.status_code == 422 and "student tokens only" in response.json()["detail"]
+    assert all(t["impact"] is None for t in page(web_client, "teacher", limit=5)["data"])
+
+
+def test_impact_follows_edits_undo_and_redo(fresh_workspace) -> None:
+    """Mapping `▁the` (exact, common, frequent) away raises its risk; undo makes it an exact match again."""
+    workspace = fresh_workspace()
+    client = client_for(workspace, corpus_texts=200)
+    sid = pid(vocab("llama2"), "▁the")
+
+    def token() -> dict:
+        (found,) = [t for t in every_page(client, q="▁the") if t["id"] == sid]
+        return found
+
+    before = token()
+    assert before["matched"] and before["frequency"] > 100 and before["risk"] < 0.1
+    other = pid(vocab("llama3"), "Ġcat")
+    assert put_row(client, sid, [(other, 1.0)], 0, "map away").status_code == 200
+    edited = token()
+    assert not edited["matched"] and edited["frequency"] == before["frequency"]
+    assert edited["risk"] == 1 and edited["impact"] == edited["frequency"]  # unmatched, uncommon, never agrees
+    assert [t["id"] for t in page(client, sort="impact", limit=1)["data"]] == [sid]
+    assert client.post(f"/api/teachers/{LLAMA3}/undo").status_code == 200
+    assert token() == before  # the exact match is back: its risk drops back
+    assert client.post(f"/api/teachers/{LLAMA3}/redo").status_code == 200
+    assert token()["risk"] == 1

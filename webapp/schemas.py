@@ -68,6 +68,10 @@ class TokenSummary(BaseModel):
     rule: str  # student side: rule of its heaviest entry ("" if none)
     matched: bool  # one-hot exact/special match
     top: list[Entry] = []  # student side: the row (heaviest first)
+    # Student side of the vocabulary search (`xtoken_align.impact`, on the settings' corpus):
+    frequency: int | None = None  # times the student tokenizer emits the token
+    risk: float | None = None  # in [0, 1]: mean of unmatched, uncommon and 1 - agreement@1
+    impact: float | None = None  # frequency × risk
 
 
 class Page(BaseModel):

@@ -3,8 +3,11 @@ with filters, sort and paging, fast on a 200k vocabulary.
 
 String matching runs in polars (Rust, vectorised; its regex engine has no catastrophic
 backtracking, so a user's pattern cannot stall the server); filters and sorting are numpy masks
-over per-token arrays. Columns that depend on W (rule, degree, matched) are passed in by the
-caller, which keeps them current as rows are edited.
+over per-token arrays. Columns that depend on W (rule, degree, matched, and on the student side
+impact: `xtoken_align.impact`) are passed in by the caller, which keeps them current as rows are
+edited. Every key sorts ascending, ties in id order; `descending` reverses that whole order (ties
+then come in descending id order). Callers choose the default direction: impact is read highest
+first.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import polars as pl
 from xtoken_align.errors import XTokenError
 from xtoken_align.vocab import Vocab
 
-SORT_KEYS = ("id", "piece", "category", "degree", "length")
+SORT_KEYS = ("id", "piece", "category", "degree", "length", "impact")
 
 
 @dataclass(frozen=True)
@@ -51,9 +54,17 @@ class VocabIndex:
         self._piece_order = np.argsort(np.asarray(vocab.pieces, dtype=object), kind="stable")
 
     def search(
-        self, query: Query, rules: np.ndarray, degrees: np.ndarray, matched: np.ndarray
+        self,
+        query: Query,
+        rules: np.ndarray,
+        degrees: np.ndarray,
+        matched: np.ndarray,
+        impact: np.ndarray | None = None,
     ) -> tuple[list[int], int]:
-        """(ids of the requested page, total count of matches). `rules` holds rule names ('' if none)."""
+        """(ids of the requested page, total count of matches). `rules` holds rule names ('' if none);
+        `impact` (V,) float is needed only to sort by it."""
+        if query.sort == "impact" and impact is None:
+            raise XTokenError("sort=impact is for student tokens only (the teacher side has no impact)")
         mask = self.present.copy()
         if query.q:
             mask &= self._text_mask(query.q, query.regex)
@@ -70,8 +81,8 @@ class VocabIndex:
             rank = np.empty(self.vocab.size, dtype=np.int64)
             rank[self._piece_order] = np.arange(self.vocab.size)
             ids = ids[np.argsort(rank[ids], kind="stable")]
-        elif query.sort in ("category", "degree", "length"):
-            key = {"category": self.categories, "degree": degrees, "length": self.lengths}[query.sort]
+        elif query.sort in ("category", "degree", "length", "impact"):
+            key = {"category": self.categories, "degree": degrees, "length": self.lengths, "impact": impact}[query.sort]
             ids = ids[np.argsort(key[ids], kind="stable")]
         if query.descending:
             ids = ids[::-1]

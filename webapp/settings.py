@@ -17,3 +17,4 @@ class Settings:
     max_text_chars: int = 20_000  # pair view input; longer gets 413
     max_body_bytes: int = 1_000_000
     max_page_size: int = 500
+    corpus_texts: int = 500  # GSM8K test problems the student vocabulary's impact order is measured on

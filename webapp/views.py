@@ -6,6 +6,7 @@ from __future__ import annotations
 from webapp.schemas import Entry, Piece, TokenSummary
 from webapp.teacher_state import TeacherState
 from xtoken_align.edits import Row
+from xtoken_align.impact import TokenImpact
 from xtoken_align.vocab import Vocab
 
 
@@ -20,7 +21,14 @@ def pieces(vocab: Vocab, ids: list[int]) -> list[Piece]:
     return [Piece(id=i, piece=vocab.pieces[i], display=vocab.display(i)) for i in ids]
 
 
-def student_summary(student: Vocab, state: TeacherState, sid: int) -> TokenSummary:
+def student_summary(student: Vocab, state: TeacherState, sid: int, impact: TokenImpact | None = None) -> TokenSummary:
+    measured = {}
+    if impact is not None:
+        measured = {
+            "frequency": int(impact.frequency[sid]),
+            "risk": round(float(impact.risk[sid]), 4),
+            "impact": round(float(impact.impact[sid]), 4),
+        }
     return TokenSummary(
         id=sid,
         piece=student.pieces[sid],
@@ -30,6 +38,7 @@ def student_summary(student: Vocab, state: TeacherState, sid: int) -> TokenSumma
         rule=state.rules[sid],
         matched=bool(state.student_matched[sid]),
         top=entries(state.vocab, state.row(sid)[1]),
+        **measured,
     )
 
 

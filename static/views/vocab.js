@@ -1,4 +1,6 @@
 // Vocabulary browser: server-side search, filters, sort and paging; every control is in the URL.
+// Student tokens show their impact (corpus frequency × risk, xtoken_align/impact.py); sorting by it
+// reads highest first unless the URL says order=asc.
 import { api } from "../api.js";
 import { glyphLegend, glyphs, h, weight } from "../dom.js";
 import { currentTeacher, go, state } from "../state.js";
@@ -15,10 +17,13 @@ function selectionOf(current) {
   if (current.rule) selection.rule = current.rule;
   return selection;
 }
+const SORTS = [["id", "id"], ["piece", "piece"], ["category", "category"], ["degree", "degree"], ["length", "length"]];
+const IMPACT_TITLE = "impact = frequency × risk: how often the student tokenizer emits the token on the corpus, times the mean of its risk checks (no one-hot match, not in the H-KL common set, 1 − agreement@1 where it opens a chunk)";
 
 export async function renderVocab(main, route) {
   const p = route.params;
   const side = p.get("side") === "teacher" ? "teacher" : "student";
+  const sort = side === "student" || p.get("sort") !== "impact" ? p.get("sort") || "id" : "id"; // teachers have no impact
   const current = {
     side,
     q: p.get("q") || "",
@@ -26,8 +31,8 @@ export async function renderVocab(main, route) {
     category: p.get("category") || "",
     matched: p.get("matched") || "",
     rule: side === "student" ? p.get("rule") || "" : "",
-    sort: p.get("sort") || "id",
-    order: p.get("order") || "asc",
+    sort,
+    order: p.get("order") || (sort === "impact" ? "desc" : "asc"),
     page: Number(p.get("page") || 0),
   };
   const update = (changes) => go("vocab", [], { ...current, ...changes, page: changes.page ?? 0 });
@@ -44,7 +49,10 @@ export async function renderVocab(main, route) {
     select("category", [["", "any category"], ...state.meta.categories.map((c) => [c, c])], "category "),
     select("matched", [["", "any"], ["true", "one-hot match"], ["false", "no one-hot match"]], "match "),
     side === "student" ? select("rule", [["", "any rule"], ...state.meta.rules.map((r) => [r, r])], "rule ") : null,
-    select("sort", [["id", "id"], ["piece", "piece"], ["category", "category"], ["degree", "degree"], ["length", "length"]], "sort "),
+    h("label", {}, "sort ",  // a new sort key starts in its own default order
+      h("select", { "aria-label": "sort ", onchange: (e) => update({ sort: e.target.value, order: "" }) },
+        [...SORTS, ...(side === "student" ? [["impact", "impact (frequency × risk)"]] : [])]
+          .map(([value, text]) => h("option", { value, selected: value === current.sort }, text)))),
     select("order", [["asc", "ascending"], ["desc", "descending"]], "order "),
     h("button", { type: "submit" }, "Search"));
 
@@ -66,13 +74,17 @@ export async function renderVocab(main, route) {
     side === "student" && page.count ? bulk.panel : null,
     glyphLegend(),
     h("table", { class: "vocab" },
-      h("thead", {}, h("tr", {}, ["id", "piece", "text", "category", side === "student" ? "row" : "student rows", side === "student" ? "W row (heaviest first)" : "one-hot"].map((c) => h("th", {}, c)))),
+      h("thead", {}, h("tr", {},
+        ["id", "piece", "text", "category"].map((c) => h("th", {}, c)),
+        side === "student" ? h("th", { class: "num", title: IMPACT_TITLE }, "impact") : null,
+        [side === "student" ? "row" : "student rows", side === "student" ? "W row (heaviest first)" : "one-hot"].map((c) => h("th", {}, c)))),
       h("tbody", {}, page.data.map((t) =>
         h("tr", { tabindex: 0, "data-id": t.id, onclick: () => open(t.id), onkeydown: (e) => { if (e.key === "Enter") open(t.id); } },
           h("td", {}, t.id),
           h("td", {}, h("code", {}, t.piece)),
           h("td", {}, h("code", {}, glyphs(t.display))),
           h("td", {}, t.category),
+          side === "student" ? impactCell(t) : null,
           h("td", {}, side === "student" ? `${t.degree} · ${t.rule || "empty"}` : t.degree),
           h("td", {}, side === "student"
             ? t.top.map((e) => h("span", { class: "entry" }, h("code", {}, glyphs(e.display)), ` ${weight(e.weight)}`))
@@ -82,4 +94,11 @@ export async function renderVocab(main, route) {
       h("span", {}, ` page ${current.page + 1} of ${pages} `),
       h("button", { disabled: current.page + 1 >= pages, onclick: () => update({ page: current.page + 1 }) }, "next ›")),
   );
+}
+
+function impactCell(t) {
+  const title = `frequency ${t.frequency.toLocaleString()} × risk ${t.risk.toFixed(2)} = impact ${t.impact.toFixed(1)}\n${IMPACT_TITLE}`;
+  return h("td", { class: "num impact", title, "data-impact": t.impact },
+    t.impact.toLocaleString(undefined, { maximumFractionDigits: 1 }),
+    h("small", { class: "muted" }, ` ${t.frequency.toLocaleString()} × ${t.risk.toFixed(2)}`));
 }

@@ -19,12 +19,21 @@ import numpy as np
 
 from xtoken_align.projection import ROW_SUM_TOLERANCE, Projection
 from xtoken_align.rules import RULE_CODES
-from xtoken_align.score.agreement import corpus_agreement
+from xtoken_align.score.agreement import TokenAgreement, corpus_agreement, token_agreement
 from xtoken_align.score.coverage import coverage, off_piece_mass
 from xtoken_align.score.report import RowCounts, ScoreReport, SpecialToken, score_text
 from xtoken_align.vocab import Vocab
 
-__all__ = ["ScoreReport", "corpus_agreement", "coverage", "off_piece_mass", "score_projection", "score_text"]
+__all__ = [
+    "ScoreReport",
+    "TokenAgreement",
+    "corpus_agreement",
+    "coverage",
+    "off_piece_mass",
+    "score_projection",
+    "score_text",
+    "token_agreement",
+]
 
 
 def score_projection(

@@ -1,19 +1,43 @@
 """Corpus agreement: does W's top teacher token for a student token match the teacher's own token?
 
 Both tokenizers tokenise the corpus, `spans.align_chunks` lays the two on bytes, and at every
-student token that opens a chunk the teacher token opening it is the reference.
+student token that opens a chunk the teacher token opening it is the reference. `corpus_agreement`
+reports it per category; `token_agreement` counts it per student id (for the impact order).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
 from xtoken_align.projection import Projection
 from xtoken_align.score.report import CategoryAgreement, CorpusAgreement, NotRoundTrip, UnreproducedText
-from xtoken_align.spans import align_chunks, encode_spans, opening_pairs, round_trips
+from xtoken_align.spans import Chunks, Spans, align_chunks, encode_spans, opening_pairs, round_trips
 from xtoken_align.vocab import Vocab
 
 NAMED_TEXTS = 20  # texts named in a report's not-round-trip list; the counts cover all
+
+
+class TokenAgreement(NamedTuple):
+    """Per student id (V_S,): chunk openings and, of those, agreements of W's top teacher token."""
+
+    opened: np.ndarray  # int64 (V_S,) times the token opens a chunk
+    agreed: np.ndarray  # int64 (V_S,) times W's top teacher token is the teacher token opening it
+
+    def at_1(self) -> np.ndarray:
+        """(V_S,) float64 agreement@1 per token, NaN where it never opens a chunk."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.opened > 0, self.agreed / self.opened, np.nan)
+
+
+def token_agreement(projection: Projection, s: Spans, t: Spans) -> TokenAgreement:
+    """`corpus_agreement`'s hits counted per student id, over the same opening pairs: `s` and `t`
+    are the student's and the teacher's `encode_spans` of the same texts."""
+    _, s_al, _, hits = _opening_hits(projection, s, t, align_chunks(s, t))
+    size = projection.shape[0]
+    opened = np.bincount(s_al, minlength=size)
+    return TokenAgreement(opened, np.bincount(s_al, weights=hits, minlength=size).astype(np.int64))
 
 
 def corpus_agreement(
@@ -23,12 +47,9 @@ def corpus_agreement(
     (`spans.align_chunks`: the teacher has a token starting at the same byte, `aligned_share`);
     per student category. `chunked_share`: student tokens in a chunk that closes on both sides, as
     training sees them. Texts that a tokenizer does not round-trip are counted and named apart."""
-    top_col = projection.leading().teacher
     s, t = encode_spans(student, texts), encode_spans(teacher, texts)
     chunks = align_chunks(s, t)
-    aligned, t_at = opening_pairs(s, t, chunks)
-    s_al, t_al = s.ids[aligned], t.ids[t_at]
-    hits = top_col[s_al] == t_al
+    aligned, s_al, t_al, hits = _opening_hits(projection, s, t, chunks)
     mass = np.asarray(projection.matrix[s_al, t_al]).ravel() if len(s_al) else np.zeros(0)
     categories = student.category_codes
     every, cats = categories.codes[s.ids], categories.codes[s_al]
@@ -61,6 +82,17 @@ def corpus_agreement(
         mass=round(float(mass.mean()), 4) if len(mass) else 0.0,
         categories=per_category,
     )
+
+
+def _opening_hits(
+    projection: Projection, s: Spans, t: Spans, chunks: Chunks
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The opening pairs (`spans.opening_pairs`) and their hits: the (N_s,) mask of student tokens
+    that open a chunk, their student ids, the teacher ids opening the same chunks, and (for each
+    pair) whether W's top teacher token for the student id is that teacher id."""
+    aligned, t_at = opening_pairs(s, t, chunks)
+    s_al, t_al = s.ids[aligned], t.ids[t_at]
+    return aligned, s_al, t_al, projection.leading().teacher[s_al] == t_al
 
 
 def _share(flags: np.ndarray) -> float:
