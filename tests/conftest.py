@@ -15,9 +15,9 @@ import pytest
 
 from xtoken_align.demo import DEMOS, cache_dir
 
-# Shared fixtures of the web and loss tests, loaded once for the whole session (and rewritten for
+# Shared fixtures of the web, browser and loss tests, loaded once for the whole session (and rewritten for
 # assertions, since test modules also import their helpers).
-pytest_plugins = ["web_fixtures", "loss_fixtures"]
+pytest_plugins = ["web_fixtures", "loss_fixtures", "browser_fixtures"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -6,62 +6,24 @@ Screenshots go to $XTOKEN_ALIGN_ARTIFACTS (CI sets it to ./artifacts), else to p
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from conftest import TOKENIZERS
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from web_fixtures import start_server
 
 from xtoken_align.tokenizer_folder import save_tokenizer_folder
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 PAYLOADS = [
     '<img src=x onerror="window.__pwned=1">',
     "<script>window.__pwned=2</script>",
     '"><svg onload=window.__pwned=3>',
 ]
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory) -> Path:
-    folder = Path(os.environ.get("XTOKEN_ALIGN_ARTIFACTS") or tmp_path_factory.mktemp("artifacts"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert executable, "Debian's chromium package is needed (make test installs it)"
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
-
-
-@pytest.fixture
-def page(browser) -> Page:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    yield tab
-    context.close()
-    assert not errors, errors
 
 
 @pytest.fixture(scope="module")

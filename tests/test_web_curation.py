@@ -193,3 +193,19 @@ def test_rebuild_keeps_a_hand_edit_lists_another_and_survives_reopening(demo) ->
     assert reopened.base.config == config and reopened.row(word)[1] == state.row(word)[1]
     assert [e.teacher for e in reopened.row(numeral)[1]] == [qwen3.id_of_bytes(b"2")]
     assert client_for(again).get(f"/api/teachers/{QWEN3}/rules").json()["rebuilds"][0]["dropped"] == 1
+
+
+def test_undone_edits_follow_the_new_rules(demo) -> None:
+    """Rows edited and then undone are back at the old rules' rows: a rebuild neither keeps nor lists them."""
+    workspace, client = demo
+    applied = bulk(client, FIRST_DIGIT, dry_run=False).json()
+    client.post(f"/api/teachers/{QWEN3}/undo")
+    config = BuildConfig(
+        rules=tuple(DigitsRule(beta=0.5, gamma=0.5) if r.name == "digits" else r for r in default_rules())
+    )
+    done = rebuild(client, config.model_dump(), dry_run=False).json()
+    assert done["edits_kept"] == 0 and done["edits_dropped"] == []
+    sid = applied["sample"][0]["student_id"]
+    new_base = workspace.teacher(QWEN3).base
+    assert workspace.teacher(QWEN3).row(sid)[1] == new_base.row(sid) and new_base.row(sid)[0].weight < 0.6
+    assert client.post(f"/api/teachers/{QWEN3}/redo").status_code == 409  # the undone edit went with the rebuild

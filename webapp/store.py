@@ -186,8 +186,8 @@ class EditStore:
         return out
 
     def rebase(self, teacher: str, base: Base, rows: dict[int, Row], expected_revision: int | None) -> None:
-        """Record a rebuilt base W for the teacher (`base.generation` one past the last). The edited
-        rows in `base.dropped` take their `rows` (the rebuilt W's), versions moving on so a client
+        """Record a rebuilt base W for the teacher (`base.generation` one past the last). Edited rows
+        the rebuild does not carry over take `rows` (the rebuilt W's), versions moving on so a client
         holding the old row is refused; their history and undone entries are dropped: a rebuild
         is a new step of the linear history."""
         with self._lock, self._transaction() as db:
@@ -197,8 +197,8 @@ class EditStore:
                 (teacher, base.generation, base.file, base.config, base.at, base.kept, json.dumps(base.dropped)),
             )
             self._drop_undone(db, teacher)
-            for student_id in base.dropped:
-                self._write(db, teacher, student_id, self.version(teacher, student_id) + 1, rows[student_id])
+            for student_id, row in rows.items():
+                self._write(db, teacher, student_id, self.version(teacher, student_id) + 1, row)
                 db.execute(
                     "UPDATE history SET state = 'dropped' WHERE teacher = ? AND student_id = ?", (teacher, student_id)
                 )

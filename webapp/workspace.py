@@ -189,7 +189,8 @@ class Workspace:
             save_projection(projection, self.folder / file)
             config = projection.config.model_dump_json() if projection.config else "null"
             base = Base(generation, file, config, len(kept), dropped)
-            self.store.rebase(key, base, {sid: projection.row(sid) for sid in dropped}, expected_revision)
+            follow = {sid: projection.row(sid) for sid in edited if sid not in kept}  # dropped and undone edits
+            self.store.rebase(key, base, follow, expected_revision)
             rows = self.store.rows(key)
             self.teachers[key] = TeacherState(key, state.vocab, projection, state.index, state.context, rows)
             self.revision += 1

@@ -89,11 +89,15 @@ def replay_edits(old: Projection, new: Projection, edited: Mapping[int, Row]) ->
 
     An edited row is kept, as it is, where the rebuild gives it the row the old W gave it (the
     rules did not change under the edit); where the rules now give another row, the edit no longer
-    applies to what it was made against and is dropped, for the caller to list.
+    applies to what it was made against and is dropped, for the caller to list. A row edited back
+    to what the old rules gave (an undone edit) is neither: it follows the new rules.
     """
     kept, dropped = {}, []
     for sid, row in sorted(edited.items()):
-        if same_row(old.row(sid), new.row(sid)):
+        was = old.row(sid)
+        if same_row(row, was):
+            continue
+        if same_row(was, new.row(sid)):
             kept[sid] = row
         else:
             dropped.append(sid)
