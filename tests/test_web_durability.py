@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import vocab
 from web_fixtures import Server
 
 from xtoken_align.formats import load_projection
@@ -232,3 +233,66 @@ def test_two_tabs_cannot_overwrite_each_other(serve, tmp_path: Path) -> None:
         assert put(tab_a, sid, [(33, 1.0)], 1, "tab A again, stale").status_code == 409
         assert pairs(detail(tab_a, sid)["row"]) == [(22, 1.0)]
     server.kill()
+
+
+def test_bulk_edits_undo_and_rebuilds_survive_sigkill(servers, tmp_path: Path) -> None:
+    """SIGKILL right after each acknowledged bulk edit, undo of it, and rebuild: the restart shows each.
+    Llama-2 student, Llama-3 teacher: thousands of multi-piece rows to act on."""
+    workspace = tmp_path / "workspace"
+    teacher = "llama3"
+    word = vocab("llama2").pieces.index("▁the")  # an exact row: a multitoken rebuild leaves it alone
+
+    def serve(folder: Path) -> Server:
+        return servers(folder, "--student", "demo:llama2", "--teacher", "demo:llama3")
+
+    def row(client: httpx.Client, sid: int) -> dict:
+        return client.get(f"/api/tokens/student/{sid}", params={"teacher": teacher}).json()
+
+    selection = {"matched": False, "rule": "multitoken"}
+    first_piece = {"kind": "leading", "beta": 1.0, "gamma": 0.0}
+    server = serve(workspace)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        body = {"selection": selection, "action": first_piece, "dry_run": False}
+        applied = client.post(f"/api/teachers/{teacher}/bulk", json=body)
+        assert applied.status_code == 200, applied.text
+    server.kill()  # immediately after the 200
+    applied = applied.json()
+    assert applied["changed"] > 100
+    sample = {r["student_id"]: (pairs(r["before"]), pairs(r["after"])) for r in applied["sample"]}
+
+    server = serve(workspace)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        assert all(pairs(row(client, sid)["row"]) == after for sid, (_, after) in sample.items())
+        history = client.get(f"/api/teachers/{teacher}/history", params={"limit": 500}).json()["data"]
+        assert {h["op"] for h in history} == {applied["operation"]}
+        undone = client.post(f"/api/teachers/{teacher}/undo")
+        assert undone.status_code == 200 and undone.json()["rows"] == applied["changed"]
+    server.kill()
+
+    server = serve(workspace)
+    config = {"rules": [{"name": "special"}, {"name": "exact"}, {"name": "digits"}, {"name": "bytes"},
+                        {"name": "multitoken", "beta": 1.0, "gamma": 0.0}]}  # fmt: skip
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        assert all(pairs(row(client, sid)["row"]) == before for sid, (before, _) in sample.items())
+        body = {"entries": [{"teacher_id": 1001, "weight": 1.0}], "version": 0, "note": "kept over the rebuild"}
+        kept = client.put(f"/api/teachers/{teacher}/rows/{word}", json=body)
+        assert kept.status_code == 200, kept.text
+        rebuilt = client.post(f"/api/teachers/{teacher}/rebuild", json={"config": config, "dry_run": False})
+        assert rebuilt.status_code == 200, rebuilt.text
+    server.kill()
+    assert rebuilt.json()["generation"] == 1
+
+    server = serve(workspace)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        rules = client.get(f"/api/teachers/{teacher}/rules").json()
+        assert len(rules["rebuilds"]) == 1 and rules["config"]["rules"][-1] == {"name": "multitoken", "beta": 1.0,
+                                                                               "gamma": 0.0}  # fmt: skip
+        assert all(pairs(row(client, sid)["row"]) == after for sid, (_, after) in sample.items())  # new rules
+        assert pairs(row(client, word)["row"]) == [(1001, 1.0)]  # the hand edit carried over
+    server.kill()
+    names = sorted(p.name for p in workspace.iterdir())
+    assert not [n for n in names if n.endswith(".tmp") or n.startswith(".")], names
+    assert load_projection(workspace / f"W-{teacher}.g1.safetensors").config.rule("multitoken").gamma == 0.0
+    with sqlite3.connect(workspace / "edits.sqlite") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()

@@ -63,6 +63,8 @@ def realistic(context, values):
             fixed["version"] = 0
         if "other" in fixed:
             fixed["other"] = COMPARE
+        if isinstance(fixed.get("action"), dict) and "source" in fixed["action"]:
+            fixed["action"] = {**fixed["action"], "source": COMPARE}
         variants.append(fixed)
     return st.sampled_from(variants)
 
@@ -96,8 +98,13 @@ OPERATIONS = [
     "GET /api/diagnosis",
     "GET /api/overview",
     "GET /api/teachers/{teacher}/diff",
+    "POST /api/teachers/{teacher}/bulk",
+    "GET /api/teachers/{teacher}/rules",
+    "POST /api/teachers/{teacher}/rebuild",
 ]
 FEWER = {  # slow operations get fewer examples (seconds per example)
+    "POST /api/teachers/{teacher}/bulk": 25,
+    "POST /api/teachers/{teacher}/rebuild": 8,
     "GET /api/diagnosis": 4,
     "GET /api/overview": 4,
     "GET /api/teachers/{teacher}/export/{fmt}": 20,
