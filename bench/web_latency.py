@@ -7,8 +7,13 @@
    p50/p95 of paged vocabulary search (several queries, both sides; the teacher has 151k tokens), token
    detail (student row, teacher column) and the pair view of a GSM8K problem.
 
-The issue's goal is p95 under 50 ms for token detail and paged search. Prints one table per client and the
-p95/goal ratio; nothing is written outside a temporary folder.
+3. In-process, curation: the bulk preview of the first-digit policy on the unmatched `digits:3` rows (1,000
+   selected) and a rebuild dry run (digits with β=1, γ=0, scored before/after on 200 GSM8K problems),
+   against `build_projection` of the same pair timed in the same run.
+
+The goals: p95 under 50 ms for token detail and paged search; bulk preview p95 under 300 ms; rebuild dry
+run p95 under 2× `build`. Prints one table per client and the ratios; nothing is written outside a
+temporary folder.
 
     python bench/web_latency.py [--repeat 50] [--skip-startup]
 """
@@ -161,6 +166,60 @@ def print_table(title: str, rows: list[tuple[str, float, float, int]]) -> None:
         print(f"{label:<38}{p50:>9.1f}{p95:>9.1f}{p95 / GOAL_MS:>10.2f}{size:>9}  {verdict}")
 
 
+BULK_GOAL_MS = 300.0
+REBUILD_GOAL = 2.0  # × build
+FIRST_DIGIT = {"beta": 1.0, "gamma": 0.0}
+
+
+def p95(times: list[float]) -> float:
+    times = sorted(times)
+    return times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+
+
+def timed(call: Callable, repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def curation(client, workspace, repeat: int) -> None:
+    """Bulk preview and rebuild dry run p95, against `build` of the same pair in this run."""
+    from xtoken_align.config import BuildConfig, DigitsRule, default_rules
+    from xtoken_align.projection import build_projection
+
+    state = workspace.teacher(TEACHER)
+    preview = {"selection": {"category": "digits:3", "matched": False}, "action": {"kind": "leading", **FIRST_DIGIT}}
+
+    def bulk() -> None:
+        response = client.post(f"/api/teachers/{TEACHER}/bulk", json=preview)
+        response.raise_for_status()
+        assert response.json()["selected"] == 1000
+
+    bulk()  # warm up
+    bulk_ms = [t * 1000 for t in timed(bulk, repeat)]
+    rules = tuple(DigitsRule(**FIRST_DIGIT) if r.name == "digits" else r for r in default_rules())
+    config = BuildConfig(rules=rules).model_dump()
+
+    def rebuild() -> None:
+        client.post(f"/api/teachers/{TEACHER}/rebuild", json={"config": config}).raise_for_status()
+
+    rebuild()  # warm up (and the cached score of the current W)
+    rounds = max(3, repeat // 10)
+    build = statistics.median(timed(lambda: build_projection(workspace.student, state.vocab, progress=False), 3))
+    rebuild_s = timed(rebuild, rounds)
+    print(f"\ncuration, in-process (bulk: {repeat} requests; rebuild dry run: {rounds})")
+    print(f"{'request':<44}{'p50':>9}{'p95':>9}{'goal':>10}{'ratio':>8}")
+    print(f"{'bulk preview digits:3 unmatched (ms)':<44}{statistics.median(bulk_ms):>9.1f}{p95(bulk_ms):>9.1f}"
+          f"{BULK_GOAL_MS:>10.0f}{p95(bulk_ms) / BULK_GOAL_MS:>8.2f}")  # fmt: skip
+    print(f"{'build_projection Llama-3 x Qwen3 (s)':<44}{build:>9.2f}{'':>9}{'':>10}{'':>8}")
+    print(f"{'rebuild dry run, digits beta=1 gamma=0 (s)':<44}{statistics.median(rebuild_s):>9.2f}"
+          f"{p95(rebuild_s):>9.2f}{REBUILD_GOAL:>9.1f}x{p95(rebuild_s) / build / REBUILD_GOAL:>8.2f}")  # fmt: skip
+    print(f"rebuild dry run p95 / build = {p95(rebuild_s) / build:.2f} (goal < {REBUILD_GOAL:g})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=50, help="timed requests per row (after 3 warm-up calls)")
@@ -202,6 +261,7 @@ def main() -> None:
         settings = Settings(workspace, "demo:llama3", ("demo:qwen3",))
         with TestClient(create_app(settings, workspace=opened)) as client:
             print_table(f"in-process (TestClient), {args.repeat} requests each", measure(client, calls, args.repeat))
+            curation(client, opened, args.repeat)
 
 
 if __name__ == "__main__":

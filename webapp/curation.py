@@ -79,7 +79,7 @@ def rebuild(workspace: Workspace, key: str, request: RebuildRequest) -> RebuildR
     corpus = f"GSM8K test, first {request.corpus_texts}" if texts else ""
 
     def score(projection: Projection) -> ScoreReport:
-        return score_projection(projection, workspace.student, state.vocab, texts, corpus)
+        return score_projection(projection, workspace.student, state.vocab, texts, corpus, state.context)
 
     score_before = workspace.derived(f"score:{key}", request.corpus_texts, lambda: score(current))
     score_after = score(after)

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 from tokenizers import Tokenizer
 
 from xtoken_align.vocab import Vocab
@@ -107,3 +108,26 @@ class RuleContext:
             else:
                 return None
         return pieces
+
+    @cached_property
+    def own_pieces(self) -> tuple[np.ndarray, np.ndarray]:
+        """What each regular student row may hold without off-piece mass, for every row at once:
+        (sorted keys row · V_T + teacher id of the allowed pairs, (V_S,) bool rows with no exact
+        match). A row's allowed ids are its exact match, else its teacher pieces (or byte segments)."""
+        student, teacher = self.student, self.teacher
+        regular = [r for r in range(student.size) if student.is_regular(r)]
+        allowed: dict[int, list[int]] = {}
+        needs_pieces = []
+        for row in regular:
+            exact = teacher.id_of_bytes(student.token_bytes[row])
+            if exact is not None:
+                allowed[row] = [exact]
+            else:
+                needs_pieces.append(row)
+        spelled = self.retokenize(needs_pieces)
+        for row in needs_pieces:
+            allowed[row] = list(spelled.get(row) or self.segment_bytes(student.token_bytes[row]) or [])
+        keys = np.asarray([row * teacher.size + col for row, cols in allowed.items() for col in cols], dtype=np.int64)
+        non_exact = np.zeros(student.size, dtype=bool)
+        non_exact[needs_pieces] = True
+        return np.sort(keys), non_exact

@@ -18,7 +18,7 @@ from collections import Counter
 import numpy as np
 
 from xtoken_align.projection import ROW_SUM_TOLERANCE, Projection
-from xtoken_align.rules import RULE_CODES
+from xtoken_align.rules import RULE_CODES, RuleContext
 from xtoken_align.score.agreement import TokenAgreement, corpus_agreement, token_agreement
 from xtoken_align.score.coverage import coverage, off_piece_mass
 from xtoken_align.score.report import RowCounts, ScoreReport, SpecialToken, score_text
@@ -37,9 +37,15 @@ __all__ = [
 
 
 def score_projection(
-    projection: Projection, student: Vocab, teacher: Vocab, texts: list[str] | None, corpus_name: str = ""
+    projection: Projection,
+    student: Vocab,
+    teacher: Vocab,
+    texts: list[str] | None,
+    corpus_name: str = "",
+    context: RuleContext | None = None,
 ) -> ScoreReport:
-    """The whole `xtoken-align score` report; the corpus section only with `texts`."""
+    """The whole `xtoken-align score` report; the corpus section only with `texts`. `context`: a
+    RuleContext of the pair to reuse (scoring several Ws of one pair computes its pieces once)."""
     regular = np.asarray([i for i in range(student.size) if student.is_regular(i)], dtype=np.int64)
     filled = projection.filled()
     sums = projection.row_sums()
@@ -64,6 +70,6 @@ def score_projection(
             special_unused_unmatched=len(unused),
         ),
         coverage=coverage(projection, student),
-        off_piece_mass=off_piece_mass(projection, student, teacher),
+        off_piece_mass=off_piece_mass(projection, student, teacher, context),
         corpus=None if texts is None else corpus_agreement(projection, student, teacher, texts, corpus_name),
     )

@@ -36,32 +36,23 @@ def coverage(projection: Projection, student: Vocab, threshold: float = HKL_THRE
     }
 
 
-def off_piece_mass(projection: Projection, student: Vocab, teacher: Vocab) -> OffPieceMass:
-    """Weight on teacher tokens outside each regular row's own candidates (exact match or pieces)."""
-    ctx = RuleContext(student, teacher)
+def off_piece_mass(
+    projection: Projection, student: Vocab, teacher: Vocab, context: RuleContext | None = None
+) -> OffPieceMass:
+    """Weight on teacher tokens outside each regular row's own candidates (exact match or pieces);
+    `context`: a RuleContext of the pair to reuse (it keeps the candidates once computed)."""
+    allowed_keys, non_exact_rows = (context or RuleContext(student, teacher)).own_pieces
     filled = projection.filled()
-    regular = [r for r in range(student.size) if student.is_regular(r) and filled[r]]
-    allowed: dict[int, list[int]] = {}
-    needs_pieces = []
-    for row in regular:
-        exact = teacher.id_of_bytes(student.token_bytes[row])
-        if exact is not None:
-            allowed[row] = [exact]
-        else:
-            needs_pieces.append(row)
-    spelled = ctx.retokenize(needs_pieces)
-    for row in needs_pieces:
-        allowed[row] = list(spelled.get(row) or ctx.segment_bytes(student.token_bytes[row]) or [])
+    regular = np.asarray([r for r in range(student.size) if student.is_regular(r) and filled[r]], dtype=np.int64)
     # An entry leaks when its (row, teacher id) is not among the row's allowed pairs.
     v_t = projection.shape[1]
-    allowed_keys = np.asarray([row * v_t + col for row, cols in allowed.items() for col in cols], dtype=np.int64)
     rows, cols = projection.entry_rows(), projection.matrix.indices.astype(np.int64)
     checked = np.zeros(student.size, dtype=bool)
     checked[regular] = True
-    leaking = checked[rows] & ~np.isin(rows * v_t + cols, allowed_keys)
+    leaking = checked[rows] & ~np.isin(rows * v_t + cols, allowed_keys, assume_unique=False)
     per_row = np.bincount(rows[leaking], weights=projection.matrix.data[leaking], minlength=student.size)
     leaks = per_row[regular]
-    non_exact = np.isin(np.asarray(regular, dtype=np.int64), np.asarray(needs_pieces, dtype=np.int64))
+    non_exact = non_exact_rows[regular]
     leaky = leaks > LEAK_TOLERANCE
     receivers = Counter(cols[leaking].tolist())
     return OffPieceMass(
