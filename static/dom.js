@@ -18,7 +18,7 @@ export function h(tag, attrs = {}, ...children) {
 
 // Whitespace made visible, as tokenizer playgrounds do.
 export function glyphs(text) {
-  return text.replace(/ /g, "\u00b7").replace(/\n/g, "\u21b5").replace(/\t/g, "\u2192").replace(/\r/g, "\u240d");
+  return text.replace(/ /g, "\u00b7").replace(/\n/g, "\u21b5").replace(/\t/g, "\u2192").replace(/\r/g, "\u2190");
 }
 
 // A stable colour per number, a token id or a chunk index (golden-ratio hue walk: neighbours differ).
@@ -31,7 +31,7 @@ export function colour(id) {
 export function glyphLegend() {
   return h("p", { class: "legend", "data-legend": "whitespace" }, "whitespace shown as ",
     h("code", {}, "\u00b7"), " space, ", h("code", {}, "\u21b5"), " newline, ", h("code", {}, "\u2192"), " tab, ",
-    h("code", {}, "\u240d"), " carriage return");
+    h("code", {}, "\u2190"), " carriage return");
 }
 
 export function toast(message, kind = "info") {

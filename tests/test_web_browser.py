@@ -114,11 +114,17 @@ def test_add_an_entry_by_typing_a_piece(page: Page, demo_server: str, artifacts:
     expect(editor.locator("input[data-teacher-id]")).to_have_count(3)
     search = editor.get_by_label("search the teacher vocabulary to add an entry")
     search.press_sequentially("ello")
-    option = editor.locator(".typeahead button[data-add-id]").first
-    expect(option).to_contain_text("ello")
+    options = editor.locator(".typeahead button[data-add-id]")
+    expect(options.first).to_contain_text("ello")
+    expect(options.first.locator(".hex")).to_have_text(" 65 6c 6c 6f")  # canonical bytes of `ello`
     page.screenshot(path=artifacts / "token-add-typeahead.png", full_page=True)
-    added = int(option.get_attribute("data-add-id"))
-    option.click()
+    search.press("ArrowDown")  # the keyboard walks the suggestions: down twice, up once is the first
+    expect(options.first).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    expect(options.nth(1)).to_be_focused()
+    page.keyboard.press("ArrowUp")
+    added = int(options.first.get_attribute("data-add-id"))
+    page.keyboard.press("Enter")
     expect(editor.locator(f"input[data-teacher-id='{added}']")).to_be_focused()
     search.fill("9")  # the digit 9 is in the row already: merged, with a notice
     expect(editor.locator(".typeahead button[data-add-id]").first).to_contain_text("9")
@@ -236,6 +242,7 @@ VIEWS = {  # name -> (URL hash, what the view shows once it has rendered)
     "diagnosis": ("#/diagnosis", ".chart .main-svg"),
     "export": ("#/export", "ul.exports li"),
     "history": ("#/history", "table.history"),
+    "rules": ("#/rules", ".rules-list li"),
     "diff-without-compare": ("#/diff", "main h1 + p.muted"),  # says how to give a W to compare with
 }
 

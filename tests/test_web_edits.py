@@ -169,11 +169,15 @@ def test_undo_redo_and_history(fresh_client, web_workspace) -> None:
 
     redone = fresh_client.post(f"/api/teachers/{LLAMA3}/redo").json()
     assert (redone["student_id"], [e["teacher_id"] for e in redone["row"]]) == (a, [11, 12])
-    put_row(fresh_client, a, [(14, 1)], 4, "a3")  # drops the remaining redo entry (b1)
+    undone = fresh_client.post(f"/api/teachers/{LLAMA3}/rows/{a}/undo", json={"version": 4}).json()
+    assert undone["version"] == 5  # a2 undone again, for row a alone
+    put_row(fresh_client, a, [(14, 1)], 5, "a3")  # drops a's own redo entry (a2), not b's (b1)
+    redone = fresh_client.post(f"/api/teachers/{LLAMA3}/redo").json()
+    assert (redone["student_id"], [e["teacher_id"] for e in redone["row"]]) == (b, [13])  # b1 is still redo-able
     nothing = fresh_client.post(f"/api/teachers/{LLAMA3}/redo")
     assert nothing.status_code == 409 and "redo" in nothing.json()["detail"]
     states = {h["note"]: h["state"] for h in fresh_client.get(f"/api/teachers/{LLAMA3}/history").json()["data"]}
-    assert states == {"a3": "done", "b1": "dropped", "a2": "done", "a1": "done"}
+    assert states == {"a3": "done", "b1": "done", "a2": "dropped", "a1": "done"}
     limited = fresh_client.get(f"/api/teachers/{LLAMA3}/history", params={"limit": 2}).json()
     assert [h["note"] for h in limited["data"]] == ["a3", "b1"]
     assert fresh_client.get(f"/api/teachers/{LLAMA3}/history", params={"limit": 501}).status_code == 422

@@ -63,6 +63,7 @@ class TokenSummary(BaseModel):
     id: int
     piece: str
     display: str
+    hex: str = ""  # canonical bytes, hex
     category: str
     degree: int  # student side: entries in its row; teacher side: student rows pointing at it
     rule: str  # student side: rule of its heaviest entry ("" if none)

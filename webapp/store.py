@@ -6,8 +6,9 @@ refused with the current row (optimistic concurrency, so two browser tabs cannot
 each other). Every write also bumps the teacher's revision, which bulk edits and rebuilds name to
 be refused when anything changed since their preview.
 
-History entries are `done`, `undone` (redo-able) or `dropped` (an undone edit superseded by a new
-edit, as in any linear undo, or an edit a rebuild could not carry over). Entries written together
+History entries are `done`, `undone` (redo-able) or `dropped` (an undone edit of a row superseded
+by a newer edit of that row, or an edit a rebuild could not carry over; other rows keep their undone
+edits redo-able, so one row's undo survives editing another). Entries written together
 (a bulk edit) share an operation id: the teacher's undo and redo step through whole operations; a
 row's undo and redo (given a student id and its version) through that one row's entries. A write
 that changes nothing is not journalled. Rows are JSON lists of [teacher id, weight, rule, score].
@@ -169,8 +170,8 @@ class EditStore:
                 if sorted(map(tuple, before)) == sorted(map(tuple, after)):
                     out.append(Change(student_id, current, after, 0))  # a no-op: nothing to journal
                     continue
-                if op is None:  # the first real change: linear history drops what was undone
-                    self._drop_undone(db, teacher)
+                # A row's undone edits cannot be redone over a newer edit of it; other rows keep theirs.
+                self._drop_undone(db, teacher, student_id)
                 history_id = db.execute(
                     "INSERT INTO history (teacher, student_id, at, note, before, after, state, op) "
                     "VALUES (?,?,?,?,?,?,'done',?)",
@@ -269,8 +270,12 @@ class EditStore:
             raise StaleRevision(self.revision(teacher))
 
     @staticmethod
-    def _drop_undone(db: sqlite3.Connection, teacher: str) -> None:
-        db.execute("UPDATE history SET state = 'dropped' WHERE teacher = ? AND state = 'undone'", (teacher,))
+    def _drop_undone(db: sqlite3.Connection, teacher: str, student_id: int | None = None) -> None:
+        """Undone entries can no longer be redone: the teacher's all, or one row's."""
+        where, args = "teacher = ? AND state = 'undone'", (teacher,)
+        if student_id is not None:
+            where, args = where + " AND student_id = ?", (*args, student_id)
+        db.execute(f"UPDATE history SET state = 'dropped' WHERE {where}", args)
 
     @staticmethod
     def _bump(db: sqlite3.Connection, teacher: str) -> None:

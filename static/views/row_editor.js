@@ -127,11 +127,27 @@ export function rowEditor(token) {
     if (ticket !== pending) return;  // a newer keystroke has its own answer
     results.replaceChildren(...(data.length ? data.map((t) => h("li", {},
       h("button", { type: "button", role: "option", "data-add-id": t.id, onclick: () => add(t) },
-        h("code", {}, glyphs(t.display)), h("small", { class: "muted" }, ` #${t.id} · ${t.category}`)))) : [h("li", { class: "muted" }, "no teacher token matches")]));
+        h("code", {}, glyphs(t.display)), h("small", { class: "muted" }, ` #${t.id} · ${t.category}`),
+        t.hex ? h("small", { class: "hex", title: "canonical bytes" }, ` ${t.hex.match(/../g).join(" ")}`) : null))) : [h("li", { class: "muted" }, "no teacher token matches")]));
   };
   search.addEventListener("input", () => { clearTimeout(lookup.timer); lookup.timer = setTimeout(lookup, 150); });
   search.addEventListener("keydown", (event) => {
     if (event.key === "Enter") { event.preventDefault(); results.querySelector("button")?.click(); }
+    if (event.key === "ArrowDown") { event.preventDefault(); results.querySelector("button")?.focus(); }
+  });
+  // Arrow keys walk the suggestions; Enter (a button's own) adds the focused one; Esc goes back to typing.
+  results.addEventListener("keydown", (event) => {
+    const options = [...results.querySelectorAll("button")];
+    const at = options.indexOf(document.activeElement);
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      event.preventDefault();
+      const next = at + (event.key === "ArrowDown" ? 1 : -1);
+      (next < 0 ? search : options[Math.min(next, options.length - 1)]).focus();
+    } else if (event.key === "Escape") {
+      event.preventDefault();
+      event.stopPropagation();
+      search.focus();
+    }
   });
 
   const form = h("form", { class: "editor", onsubmit: save },
