@@ -22,7 +22,7 @@ export async function renderOverview(main) {
       `; critical categories: ${report.critical.join(", ")}.`),
     h("div", { class: "cards overview" }, report.teachers.map((t) => card(t, withDiff.has(t.key)))),
     h("h2", {}, "Which teacher covers which category"),
-    h("p", { class: "muted" }, "Share of the category's student tokens in each W's H-KL common set (top weight ≥ 0.6); the best teacher per category is marked ★. A category opens the vocabulary filtered by it."),
+    h("p", { class: "muted" }, "Share of the category's student tokens in each W's H-KL common set (top weight ≥ 0.6); the best teacher per category is marked ★. A category opens the vocabulary filtered by it; a critical one, sorted by impact (corpus frequency × risk)."),
     h("div", { class: "table-scroll" }, categoryTable(report)),
   );
 }
@@ -38,7 +38,7 @@ function card(t, hasDiff) {
       h("dt", {}, "agreement@1"), h("dd", { "data-metric": "agreement" }, t.agreement_at_1 === null ? "not measured" : `${t.agreement_at_1.toFixed(4)} (mass@1 ${t.mass_at_1.toFixed(4)})`),
       h("dt", {}, "edits since build"), h("dd", { "data-metric": "edits" }, t.edits ? `${t.edits.toLocaleString()} on ${t.rows_edited.toLocaleString()} rows` : "none"),
       h("dt", {}, "critical"), h("dd", { class: "sevs" }, critical.length
-        ? critical.map(([name, c]) => h("a", { class: `sev ${c.severity}`, href: link("vocab", t.key, { category: name }), title: `${c.common.toLocaleString()} of ${c.total.toLocaleString()} common (${c.severity})` }, `${name} ${percent(c.common_share)}`))
+        ? critical.map(([name, c]) => h("a", { class: `sev ${c.severity}`, href: link("vocab", t.key, { category: name, sort: "impact" }), title: `${c.common.toLocaleString()} of ${c.total.toLocaleString()} common (${c.severity})` }, `${name} ${percent(c.common_share)}`))
         : h("span", { class: "muted" }, "none in this student"))),
     h("p", { class: "card-links" },
       h("a", { href: link("diagnosis", t.key) }, "Diagnosis"), " · ",
