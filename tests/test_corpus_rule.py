@@ -188,7 +188,7 @@ def test_a_w_with_the_corpus_rule_saves_and_loads(tmp_path) -> None:
     assert RULE_CODES.index("corpus") in set(w.rules.tolist())
     path = save_projection(w, tmp_path / "W.safetensors")
     loaded = load_projection(path, vocab("llama2"), vocab("mistral-v1"))
-    assert loaded.config == config
+    assert loaded.config == w.config and w.config.rule("corpus").sha256 is not None
     assert np.array_equal(loaded.rules, w.rules) and np.array_equal(loaded.matrix.data, w.matrix.data)
     assert "corpus" in {e.rule for row in range(loaded.shape[0]) for e in loaded.row(row)}
 
@@ -210,3 +210,24 @@ def test_cli_build_accepts_the_corpus_rule(tmp_path, run_cli) -> None:
         "build", "--student", "demo:llama2", "--teacher", "demo:mistral-v1", "-o", str(out), "--config", str(missing)
     )
     assert result.returncode != 0 and "no such corpus file" in result.stderr
+
+
+def test_the_corpus_files_checksums_go_into_w_and_a_changed_file_is_refused(tmp_path) -> None:
+    """W's config records each corpus file's sha256; building again from that config refuses a changed file."""
+    import hashlib
+
+    from xtoken_align.config import BuildConfig, CorpusRule, default_rules
+    from xtoken_align.errors import XTokenError
+    from xtoken_align.projection import build_projection
+
+    corpus = tmp_path / "train.txt"
+    corpus.write_text("Tom has 123 apples.\n\nHe ate 45 of them.\n", encoding="utf-8")
+    config = BuildConfig(rules=(*default_rules(), CorpusRule(corpus=str(corpus), min_count=1)))
+    student, teacher = vocab("llama3"), vocab("qwen3")
+    built = build_projection(student, teacher, config, progress=False)
+    assert built.config.rule("corpus").sha256 == (hashlib.sha256(corpus.read_bytes()).hexdigest(),)
+    again = build_projection(student, teacher, built.config, progress=False)  # same file: builds
+    assert (again.matrix != built.matrix).nnz == 0
+    corpus.write_text("Tom has 124 apples.\n", encoding="utf-8")
+    with pytest.raises(XTokenError, match="train.txt changed since this config was written"):
+        build_projection(student, teacher, built.config, progress=False)

@@ -146,7 +146,7 @@ def _dropped(workspace: Workspace, state: TeacherState, sid: int, edit: Row, new
 def _check_corpus_rule(config: BuildConfig, current: BuildConfig | None) -> None:
     """The browser never names files: a corpus rule may only keep the files the command line gave."""
     wanted, given = config.rule("corpus"), current.rule("corpus") if current else None
-    if wanted is not None and (given is None or wanted.corpus != given.corpus):
+    if wanted is not None and (given is None or tuple(wanted.corpus) != tuple(given.corpus)):
         raise XTokenError(
             "the corpus rule's files are set on the command line (xtoken-align build); "
             "a rebuild from the browser may change its parameters, not its files"

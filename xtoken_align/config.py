@@ -107,6 +107,9 @@ class CorpusRule(_Rule):
     prior: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 10.0
     min_count: Annotated[int, Field(ge=1)] = 3
     blend_exact: bool = False  # also blend exact rows (Llama's ` the` where o200k writes ` theory`)
+    # sha256 of each corpus file, written by the build into W's sidecar; given, a build whose files
+    # no longer match refuses to run (a W rebuilt from its sidecar sees the same text)
+    sha256: tuple[str, ...] | None = None
 
     @field_validator("corpus", mode="before")
     @classmethod

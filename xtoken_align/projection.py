@@ -27,7 +27,7 @@ from xtoken_align.assemble import assemble_parts
 from xtoken_align.config import ADDING, BLENDING, BuildConfig
 from xtoken_align.errors import XTokenError
 from xtoken_align.rules import ONE_HOT_CODES, ONE_HOT_RULES, RULE_CODES, RULES, Entries, RuleContext
-from xtoken_align.rules.corpus import blend_counts, corpus_entries, corpus_texts, count_openers
+from xtoken_align.rules.corpus import blend_counts, checked_corpus, corpus_entries, corpus_texts, count_openers
 from xtoken_align.vocab import Vocab
 
 ROW_SUM_TOLERANCE = 1e-6
@@ -234,7 +234,12 @@ def build_projection(
     `context`: a `RuleContext` of the same pair to reuse (its teacher encoder is cached)."""
     config = config or BuildConfig()
     corpus = config.rule("corpus")
-    counts = count_openers(student, teacher, corpus_texts(corpus)) if corpus else None
+    counts = None
+    if corpus:  # the files' checksums go into W's config (sidecar), checked against any already there
+        texts = corpus_texts(corpus)
+        corpus = checked_corpus(corpus)
+        config = config.model_copy(update={"rules": tuple(corpus if r.name == "corpus" else r for r in config.rules)})
+        counts = count_openers(student, teacher, texts)
     ctx = context or RuleContext(student, teacher)
     every = range(student.size) if rows is None else sorted(set(rows))
     candidates = [i for i in every if student.categories[i] != "unused"]

@@ -13,12 +13,16 @@ place it occurs) and any learning beyond counting.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import scipy.sparse as sp
 
 from xtoken_align.assemble import assemble_entries
 from xtoken_align.config import CorpusRule
 from xtoken_align.corpus import read_corpus
+from xtoken_align.errors import XTokenError
 from xtoken_align.rules.context import Entries
 from xtoken_align.spans import align_chunks, encode_spans, opening_pairs
 from xtoken_align.vocab import Vocab
@@ -27,6 +31,33 @@ from xtoken_align.vocab import Vocab
 def corpus_texts(config: CorpusRule) -> list[str]:
     """Every text of the rule's corpus files, in order (`read_corpus` refuses a missing or empty file)."""
     return [text for path in config.corpus for text in read_corpus(path, limit=config.limit)]
+
+
+def checked_corpus(config: CorpusRule) -> CorpusRule:
+    """The rule with the sha256 of its files filled in; refused if the rule names other checksums
+    (the files changed since the W whose config this is was built)."""
+    found = tuple(file_sha256(path) for path in config.corpus)
+    if config.sha256 is not None:
+        for path, wanted, got in zip(config.corpus, config.sha256, found, strict=False):
+            if wanted != got:
+                raise XTokenError(
+                    f"corpus file {path} changed since this config was written (sha256 {got[:12]}…, the config "
+                    f"says {wanted[:12]}…); drop `sha256` to build from the file as it is now"
+                )
+        if len(config.sha256) != len(found):
+            raise XTokenError(f"the corpus rule names {len(found)} files but {len(config.sha256)} sha256 checksums")
+    return config.model_copy(update={"sha256": found})
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise XTokenError(f"corpus file {path}: {exc.strerror or exc}") from None
+    return digest.hexdigest()
 
 
 def count_openers(student: Vocab, teacher: Vocab, texts: list[str]) -> sp.csr_array:
