@@ -1,5 +1,6 @@
 """Fixtures of the browser tests: Debian's chromium driven by Playwright, one per test module, a
-fresh page per test (which fails the test on any page error), and the screenshots' folder.
+fresh page per test (which fails the test on any page error), the screenshots' folder, and the
+API look-ups the browser tests share.
 
 Screenshots go to $XTOKEN_ALIGN_ARTIFACTS (CI sets it to ./artifacts), else to pytest's tmp dir.
 """
@@ -49,3 +50,14 @@ def page(browser) -> Page:
     yield tab
     context.close()
     assert not errors, errors
+
+
+def student_id(page: Page, url: str, piece: str) -> int:
+    """The Llama-3 student id of `piece`, found through the server's own search."""
+    found = page.request.get(f"{url}/api/vocab/student", params={"teacher": "qwen3", "q": piece, "limit": 100}).json()
+    return next(t["id"] for t in found["data"] if t["piece"] == piece)
+
+
+def api_row(page: Page, url: str, sid: int) -> dict:
+    """The student token's detail (its W row and version) for the Qwen3 teacher."""
+    return page.request.get(f"{url}/api/tokens/student/{sid}", params={"teacher": "qwen3"}).json()

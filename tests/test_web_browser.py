@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from browser_fixtures import api_row, student_id
 from conftest import TOKENIZERS
 from playwright.sync_api import Page, expect
 from web_fixtures import start_server
@@ -66,15 +67,6 @@ def test_search_open_edit_reload(page: Page, demo_server: str, artifacts: Path) 
     assert [float(weights.nth(i).input_value()) for i in range(3)] == pytest.approx([0.5, 0.3, 0.2])
     expect(page.locator("form.editor tbody td", has_text="edit").first).to_be_visible()
     page.screenshot(path=artifacts / "token-345-after-reload.png")
-
-
-def student_id(page: Page, url: str, piece: str) -> int:
-    found = page.request.get(f"{url}/api/vocab/student", params={"teacher": "qwen3", "q": piece, "limit": 100}).json()
-    return next(t["id"] for t in found["data"] if t["piece"] == piece)
-
-
-def api_row(page: Page, url: str, sid: int) -> dict:
-    return page.request.get(f"{url}/api/tokens/student/{sid}", params={"teacher": "qwen3"}).json()
 
 
 def rule_cells(page: Page) -> list[str]:

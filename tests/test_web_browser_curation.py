@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from browser_fixtures import api_row, student_id
 from playwright.sync_api import Page, expect
 from web_fixtures import start_server
 
@@ -19,15 +20,6 @@ def server(tmp_path_factory):
     running = start_server(tmp_path_factory.mktemp("curation") / "workspace", "--demo")
     yield running.url
     running.stop()
-
-
-def student_id(page: Page, url: str, piece: str) -> int:
-    found = page.request.get(f"{url}/api/vocab/student", params={"teacher": "qwen3", "q": piece, "limit": 100}).json()
-    return next(t["id"] for t in found["data"] if t["piece"] == piece)
-
-
-def api_row(page: Page, url: str, sid: int) -> dict:
-    return page.request.get(f"{url}/api/tokens/student/{sid}", params={"teacher": "qwen3"}).json()
 
 
 def test_bulk_first_digit_on_unmatched_three_digit_numerals(page: Page, server: str, artifacts: Path) -> None:
