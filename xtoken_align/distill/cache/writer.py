@@ -133,7 +133,7 @@ def _cache_one(plan, manifest, folder, dataset, config, where, batch_size) -> Ca
             indices = range(j * manifest.shard_samples, min((j + 1) * manifest.shard_samples, len(dataset)))
             tensors = shard_tensors(model, plan.name, dataset, list(indices), manifest, batch_size, where.device, bf16)
             with atomic_path(folder / shard_name(j)) as temp:
-                save_file(tensors, str(temp), metadata={"format": manifest.format, "shard": str(j)})
+                save_file(tensors, str(temp), metadata={"format": manifest.format})  # one key: byte-stable
             seconds += time.perf_counter() - started
             positions += len(tensors["residual"])
             bar.set_postfix(tok_s=f"{positions / seconds:,.0f}")
