@@ -11,10 +11,10 @@ from xtoken_align.errors import XTokenError
 
 
 def _needs_torch() -> None:
-    try:
-        import torch  # noqa: F401
-    except ImportError as exc:
-        raise XTokenError(f"distillation needs torch: pip install 'xtoken-align[distill]' ({exc})") from None
+    from importlib.util import find_spec
+
+    if find_spec("torch") is None:
+        raise XTokenError("distillation needs torch: pip install 'xtoken-align[distill]'")
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
