@@ -8,6 +8,7 @@ refused in one line; a cached teacher trains with its model folder gone, beside 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -171,6 +172,29 @@ def test_a_killed_cache_run_resumes_to_the_same_bytes(assets, tmp_path: Path) ->
     for shard in shards:
         assert (tmp_path / "killed" / "qwen" / shard.name).read_bytes() == shard.read_bytes(), shard.name
     assert not list((tmp_path / "killed" / "qwen").glob(".*.tmp"))  # a half-written shard is never kept
+
+
+def test_under_torchrun_each_rank_caches_its_share(assets, tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(run_config(assets, tmp_path / "run", [qwen(assets, "h_kl")], limit=6, max_length=32).dump())
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    command = [
+        torchrun,
+        "--nproc_per_node=2",
+        "--master_port",
+        "29531",
+        "-m",
+        *_cache_command(path, tmp_path / "ddp")[2:],
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    report = json.loads(ddp.stdout)["teachers"][0]  # rank 0's share: shards 0, 2, 4
+    assert (report["shards"], report["written"]) == (6, 3)
+    single = subprocess.run(_cache_command(path, tmp_path / "one"), capture_output=True, text=True, timeout=900)
+    assert single.returncode == 0, single.stderr[-3000:]
+    for shard in sorted((tmp_path / "one" / "qwen").glob("shard-*.safetensors")):
+        assert (tmp_path / "ddp" / "qwen" / shard.name).read_bytes() == shard.read_bytes(), shard.name
 
 
 @pytest.fixture(scope="module")

@@ -73,6 +73,8 @@ def cache_teachers(
         folder = Path(out) / plan.name
         _start(folder, manifest, plan.vocab, where.main)
         done.append(_cache_one(plan, manifest, folder, dataset, config, where, batch_size))
+    if where.world > 1:  # the report comes once every rank's shards are written
+        torch.distributed.barrier()
     return CacheReport(output=str(out), teachers=done)
 
 
