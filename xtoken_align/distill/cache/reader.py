@@ -38,7 +38,7 @@ class TeacherCache:
             raise XTokenError(f"teacher cache {self.folder} is unfinished ({done} of {self.manifest.shards} shards); "
                               "run the same xtoken-align cache-teacher again to finish it")  # fmt: skip
         self._files: dict[int, object] = {}
-        self._offsets: dict[int, np.ndarray] = {}
+        self._offsets: dict[tuple[int, bool], np.ndarray] = {}  # (shard, student side) -> (n+1,)
 
     @classmethod
     def open(cls, spec: TeacherSpec, name: str, config: DistillConfig, student: Vocab) -> tuple[TeacherCache, Vocab]:
@@ -50,15 +50,15 @@ class TeacherCache:
 
     def _file(self, j: int):
         if j not in self._files:
-            self._files[j] = safe_open(str(self.folder / shard_name(j)), framework="numpy")
-            self._offsets[j] = self._files[j].get_tensor("offsets")
+            self._files[j] = f = safe_open(str(self.folder / shard_name(j)), framework="numpy")
+            self._offsets[j, False], self._offsets[j, True] = f.get_tensor("offsets"), f.get_tensor("student_offsets")
         return self._files[j]
 
     def _rows(self, index: int, names: tuple[str, ...], student: bool = False) -> dict[str, np.ndarray]:
         """The stored rows of sample `index`: planes of `names` sliced to its positions."""
         j, row = divmod(index, self.manifest.shard_samples)
         f = self._file(j)
-        offsets = f.get_tensor("student_offsets") if student else self._offsets[j]
+        offsets = self._offsets[j, student]
         start, end = int(offsets[row]), int(offsets[row + 1])
         return {n: f.get_slice(n)[start:end] for n in names}
 
@@ -89,9 +89,11 @@ class TeacherCache:
         vocab_size, sampled = self.manifest.teacher_vocab_size, self.manifest.sampled
         out = torch.zeros(len(index), length, vocab_size, dtype=torch.float32, device=device)
         for row, i in enumerate(index.tolist()):
-            stored = self._rows(i, PER_POSITION)
-            signal = {k: torch.from_numpy(v.astype(np.float32 if v.dtype.kind == "f" else np.int64)) for k, v in
-                      stored.items()}  # fmt: skip
+            stored = self._rows(i, PER_POSITION)  # float16/float32 log-probs and masses, uint16 counts
+            signal = {
+                k: torch.from_numpy(v.astype(np.float32 if v.dtype.kind == "f" else np.int64))
+                for k, v in stored.items()
+            }
             signal.update({k: torch.from_numpy(self._ids(i, k)) for k in PACKED})
             ids = torch.from_numpy(self._ids(i, "input_ids"))
             following = torch.cat([ids[1:], torch.tensor([-1])])
