@@ -13,6 +13,7 @@ from xtoken_align.build_summary import BuildSummary
 from xtoken_align.demo import FetchReport
 from xtoken_align.diagnose.report import DiagnoseReport
 from xtoken_align.diff import DiffReport
+from xtoken_align.distill.cache.report import CacheReport
 from xtoken_align.distill.summary import RunSummary
 from xtoken_align.formats import ExportSummary, ImportSummary
 from xtoken_align.overlap import OverlapReport
@@ -32,6 +33,7 @@ COMMAND_REPORTS: dict[str, type[Report]] = {
     "diagnose": DiagnoseReport,
     "restrict": RestrictSummary,
     "distill": RunSummary,
+    "cache-teacher": CacheReport,
     "fetch-demos": FetchReport,
 }
 

@@ -38,11 +38,19 @@ class ModelSpec(_Strict):
 
 
 class TeacherSpec(ModelSpec):
+    model: str | None = None  # HF causal LM (hub id or local folder), or else `cache:`
+    cache: str | None = None  # a teacher cache folder (`xtoken-align cache-teacher`, docs/teacher-cache.md)
     name: str | None = None
     projection: str | None = None  # W file (.safetensors); required unless the tokenizer is the student's
     loss: LossName = "p_kl"
     weight: Annotated[float, Field(ge=0)] = 1.0
     learn_w: bool = False  # losses that declare learns_w (P-KL): train W's values (sparsity fixed)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TeacherSpec:
+        if (self.model is None) == (self.cache is None):
+            raise ValueError("a teacher needs exactly one of model: (a live teacher) and cache: (a cached one)")
+        return self
 
 
 class DataSpec(_Strict):

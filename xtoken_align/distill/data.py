@@ -43,6 +43,7 @@ class DistillSample:
     input_ids: np.ndarray  # int64 (T_s,)
     labels: np.ndarray  # int64 (T_s,) next student token, -100 at the last position
     alignments: dict[str, SampleAlignment]  # per teacher
+    index: int = 0  # its position in the training set (what a teacher cache is keyed by)
 
 
 def bos_id(vocab: Vocab) -> int | None:
@@ -132,7 +133,7 @@ class DistillDataset(Dataset):
                 teacher_ids = [item.teacher_ids[key] for item in encoded]
                 per_teacher[key] = align_batch(student, vocab, student_ids, teacher_ids, method)
         self.samples = [
-            DistillSample(ids, _labels(ids), {key: per_teacher[key][i] for key in teachers})
+            DistillSample(ids, _labels(ids), {key: per_teacher[key][i] for key in teachers}, i)
             for i, ids in enumerate(student_ids)
         ]
 
@@ -143,9 +144,19 @@ class DistillDataset(Dataset):
         return self.samples[index]
 
 
+def training_set(
+    paths: Sequence[str], limit: int | None, max_length: int, student: Vocab, teachers: Mapping[str, Vocab | None]
+) -> DistillDataset:
+    """The run's training samples: texts read, encoded and aligned exactly as the runner and
+    `cache-teacher` both need them (a teacher of None shares the student's tokenizer)."""
+    encoded = encode_texts(load_texts(paths, limit=limit), student, teachers, max_length)
+    return DistillDataset(encoded, student, teachers)
+
+
 def collate(samples: Sequence[DistillSample]) -> dict:
     """Right-padded LongTensors. Student side (B, T_s): `input_ids`, `attention_mask`, `labels`
-    (-100 pad); per teacher key: `teacher_input_ids[key]`, `teacher_attention_mask[key]` (B, T_t),
+    (-100 pad), `index` (B,) each sample's position in the training set; per teacher key:
+    `teacher_input_ids[key]`, `teacher_attention_mask[key]` (B, T_t),
     `student_chunk[key]` (B, T_s) and `teacher_chunk[key]` (B, T_t), chunk ids offset so they are
     unique in the batch, -1 for padding and positions outside every valid chunk."""
     if not samples:
@@ -162,6 +173,7 @@ def collate(samples: Sequence[DistillSample]) -> dict:
         "input_ids": torch.from_numpy(input_ids),
         "attention_mask": torch.from_numpy(mask),
         "labels": torch.from_numpy(labels),
+        "index": torch.tensor([s.index for s in samples], dtype=torch.long),  # (B,) training-set positions
         "teacher_input_ids": {},
         "teacher_attention_mask": {},
         "student_chunk": {},

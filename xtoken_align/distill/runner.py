@@ -49,13 +49,14 @@ class DistillRunner:
         torch.manual_seed(seed)
 
     def _load_data(self) -> None:
-        from xtoken_align.distill.data import DistillDataset, encode_texts, load_texts
+        from xtoken_align.distill.data import training_set
 
         cfg = self.config
-        texts = load_texts(cfg.data.train, limit=cfg.data.limit)
         vocabs = {t.name: (None if t.same_tokenizer else t.vocab) for t in self.teachers}
-        encoded = encode_texts(texts, self.student_vocab, vocabs, cfg.data.max_length)
-        self.dataset = DistillDataset(encoded, self.student_vocab, vocabs)
+        self.dataset = training_set(cfg.data.train, cfg.data.limit, cfg.data.max_length, self.student_vocab, vocabs)
+        for plan in self.teachers:
+            if plan.cache is not None:  # a cache for other samples stops the run here, before any model loads
+                plan.cache.verify(self.dataset, plan.name)
         per_step = cfg.training.batch_size * cfg.training.grad_accum * self.dist.world
         if len(self.dataset) < cfg.training.batch_size:
             raise XTokenError(f"{len(self.dataset)} training texts, fewer than one batch of {cfg.training.batch_size}")
@@ -90,9 +91,11 @@ class DistillRunner:
         self.student = AutoModelForCausalLM.from_pretrained(cfg.student.model, dtype=torch.float32)
         self.student.to(self.dist.device).train()
         for plan in self.teachers:
+            plan.loss.to(self.dist.device)
+            if plan.cache is not None:  # a cached teacher: no model, its signal comes from the cache
+                continue
             model = AutoModelForCausalLM.from_pretrained(plan.spec.model, dtype=self.dtype)
             plan.model = model.to(self.dist.device).eval().requires_grad_(False)
-            plan.loss.to(self.dist.device)
         self.wrapped = self.student
         if self.dist.world > 1:
             if cfg.training.fsdp:

@@ -3,7 +3,8 @@ and how several teachers' KD terms are weighted (method.md §6).
 
 `prepare_teachers` runs before any model is loaded and refuses what cannot work, from the traits each
 loss declares in the registry: a cross-tokenizer teacher without a W (P-KL/H-KL need one), a W built
-for other tokenizers, plain KD across tokenizers.
+for other tokenizers, plain KD across tokenizers, a teacher cache made for other inputs (cache/).
+A teacher is live (`model:`, run each step) or cached (`cache:`, its signal read from disk).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from xtoken_align.distill.cache.reader import TeacherCache
 from xtoken_align.distill.config import DistillConfig, TeacherSpec
 from xtoken_align.distill.losses import LossSetup, TeacherLoss, build_loss, loss_class, loss_names
 from xtoken_align.errors import XTokenError
@@ -29,6 +31,14 @@ class TeacherPlan:
     projection: Projection | None
     loss: TeacherLoss
     model: torch.nn.Module | None = None
+    cache: TeacherCache | None = None
+
+    def teacher_logits(self, ids: torch.Tensor, mask: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """(B, T_t, V_T') teacher logits of a micro-batch: the live model's, or the cache's rebuilt
+        log-probabilities (B, T_t, V_T) for the samples `index` (B,)."""
+        if self.cache is not None:
+            return self.cache.logits(index, ids.shape[1], ids.device)
+        return self.model(input_ids=ids, attention_mask=mask).logits
 
     def learned_projection(self) -> Projection | None:
         """The trained W (learn_w runs only), as a W file can hold it."""
@@ -42,7 +52,11 @@ def prepare_teachers(config: DistillConfig, student: Vocab) -> list[TeacherPlan]
     """Each teacher's vocabulary, W and loss module, with what its loss declares (registry.py) checked."""
     plans = []
     for name, spec in zip(config.teacher_names(), config.teachers, strict=True):
-        vocab = load_vocab(spec.tokenizer or spec.model)
+        cache = None
+        if spec.cache is not None:
+            cache, vocab = TeacherCache.open(spec, name, config, student)
+        else:
+            vocab = load_vocab(spec.tokenizer or spec.model)
         same = vocab.fingerprint == student.fingerprint
         where = f"teacher '{name}'"
         kind = loss_class(spec.loss)
@@ -51,13 +65,13 @@ def prepare_teachers(config: DistillConfig, student: Vocab) -> list[TeacherPlan]
             differs = f"{vocab.name} differs (use {others})"
             raise XTokenError(f"{where}: loss {spec.loss} needs the student's tokenizer; {differs}")
         if kind.needs_projection and spec.projection is None:
-            pair = f"--student {student.source} --teacher {spec.tokenizer or spec.model}"
+            pair = f"--student {student.source} --teacher {spec.tokenizer or spec.model or vocab.source}"
             same_only = ", ".join(loss_names(same_tokenizer_only=True))
             hint = f"use loss {same_only}" if same else f"build one: xtoken-align build {pair} -o W.safetensors"
             raise XTokenError(f"{where}: loss {spec.loss} needs a W file (projection:); {hint}")
         projection = load_projection(spec.projection, student, vocab) if spec.projection else None
         loss = build_loss(LossSetup(spec, config.loss, projection, student, vocab))
-        plans.append(TeacherPlan(name, spec, vocab, same, projection, loss))
+        plans.append(TeacherPlan(name, spec, vocab, same, projection, loss, cache=cache))
     return plans
 
 

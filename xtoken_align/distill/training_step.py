@@ -55,7 +55,7 @@ def train_step(
                 with torch.no_grad():
                     t_ids = batch["teacher_input_ids"][plan.name]
                     t_mask = batch["teacher_attention_mask"][plan.name]
-                    t_logits = plan.model(input_ids=t_ids, attention_mask=t_mask).logits
+                    t_logits = plan.teacher_logits(t_ids, t_mask, batch["index"])
                 kds.append(
                     plan.loss(
                         logits,
@@ -131,6 +131,6 @@ def _teacher_stats(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) 
     valid = mask[:, 1:].bool()
     ce = -(logp.gather(-1, target.unsqueeze(-1)).squeeze(-1))[valid].mean()
     probs = logp.exp()
-    entropy = -(probs * logp).sum(-1)[valid].mean()
+    entropy = -torch.where(probs > 0, probs * logp, 0.0).sum(-1)[valid].mean()  # 0·log 0 = 0 (cached teachers)
     max_prob = probs.max(-1).values[valid].mean()
     return {"ce": ce, "entropy": entropy, "max_prob": max_prob}

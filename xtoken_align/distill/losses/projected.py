@@ -60,8 +60,9 @@ class PKLLoss(ChunkLoss):
         columns = self.columns(z_t, teacher.valid)  # (k,) sorted teacher ids, or None for all of them
         self.stats["unreachable"] = unreachable_mass(z_t, ~reachable, teacher.targets(agg), teacher.count, agg, tau)
         t_small = z_t if columns is None else z_t.index_select(1, columns)  # (N_t, k)
-        p_t = chunk_sum(softmax(t_small, tau, dtype), teacher.targets(agg), k)
-        p_t = p_t / p_t.sum(-1, keepdim=True)  # renormalised within the columns (cancels chain's factor)
+        # a cached teacher's row may be −inf on every column (nothing stored there): it counts 0, not NaN
+        p_t = chunk_sum(softmax(t_small, tau, dtype).nan_to_num_(0.0), teacher.targets(agg), k)
+        p_t = p_t / p_t.sum(-1, keepdim=True).clamp_min(LOG_FLOOR)  # renormalised within S (cancels chain's factor)
         projected = self.w.project_logits(z_s.to(dtype) if tau == 1.0 else z_s.to(dtype) / tau, columns)  # (N_s, k)
         q = chunk_sum(projected, student.targets(agg), k)
         if self.student == "renormalise":

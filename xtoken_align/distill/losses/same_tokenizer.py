@@ -59,5 +59,6 @@ class KDLoss(TeacherLoss):
         if self.tau != 1.0:
             z_s, z_t = z_s / self.tau, z_t / self.tau
         log_p_s, log_p_t = torch.log_softmax(z_s, -1), torch.log_softmax(z_t, -1)
-        total = (log_p_t.exp() * (log_p_t - log_p_s)).sum() * self.tau**2
+        p_t = log_p_t.exp()  # 0 where a cached teacher stores nothing (log p = −inf): 0·log 0 = 0
+        total = torch.where(p_t > 0, p_t * (log_p_t - log_p_s), 0.0).sum() * self.tau**2
         return total / z_s.shape[0] if self.reduction == "mean" else total

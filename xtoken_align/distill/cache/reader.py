@@ -1,0 +1,102 @@
+"""`TeacherCache`: a cached teacher for the runner, checked against the run, read back as log-probs.
+
+`TeacherCache.open` (in `prepare_teachers`, before any model loads) reads manifest.json, refuses a
+cache made for other data, max_length, tokenizers or W in one line (manifest.py) and an unfinished
+one; `verify` (once the runner has its samples) checks that every sample's teacher ids and chunk ids
+are those stored; `logits` rebuilds a micro-batch's teacher log-probabilities (signal.rebuild), which
+the losses take in place of a live teacher's logits. Shards are memory-mapped and read by slices.
+Left out: writing a cache (writer.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+
+from xtoken_align.distill.cache.ids import unpack_ids
+from xtoken_align.distill.cache.manifest import TOKENIZER, CacheManifest, check_manifest, shard_name
+from xtoken_align.distill.cache.signal import rebuild
+from xtoken_align.distill.config import DistillConfig, TeacherSpec
+from xtoken_align.distill.data import DistillDataset
+from xtoken_align.errors import XTokenError
+from xtoken_align.vocab import Vocab, load_vocab
+
+PER_POSITION = ("topk_logp", "next_logp", "sample_counts", "residual")
+PACKED = ("topk_ids", "sample_ids")
+
+
+class TeacherCache:
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.manifest = CacheManifest.read(self.folder)
+        missing = [j for j in range(self.manifest.shards) if not (self.folder / shard_name(j)).is_file()]
+        if missing:
+            done = self.manifest.shards - len(missing)
+            raise XTokenError(f"teacher cache {self.folder} is unfinished ({done} of {self.manifest.shards} shards); "
+                              "run the same xtoken-align cache-teacher again to finish it")  # fmt: skip
+        self._files: dict[int, object] = {}
+        self._offsets: dict[tuple[int, bool], np.ndarray] = {}  # (shard, student side) -> (n+1,)
+
+    @classmethod
+    def open(cls, spec: TeacherSpec, name: str, config: DistillConfig, student: Vocab) -> tuple[TeacherCache, Vocab]:
+        """The cache of teacher `name` and its tokenizer (the run's `tokenizer:`, else the cache's copy)."""
+        cache = cls(spec.cache)
+        teacher = load_vocab(spec.tokenizer or str(cache.folder / TOKENIZER))
+        check_manifest(cache.manifest, cache.folder, config, spec, name, student, teacher)
+        return cache, teacher
+
+    def _file(self, j: int):
+        if j not in self._files:
+            self._files[j] = f = safe_open(str(self.folder / shard_name(j)), framework="numpy")
+            self._offsets[j, False], self._offsets[j, True] = f.get_tensor("offsets"), f.get_tensor("student_offsets")
+        return self._files[j]
+
+    def _rows(self, index: int, names: tuple[str, ...], student: bool = False) -> dict[str, np.ndarray]:
+        """The stored rows of sample `index`: planes of `names` sliced to its positions."""
+        j, row = divmod(index, self.manifest.shard_samples)
+        f = self._file(j)
+        offsets = self._offsets[j, student]
+        start, end = int(offsets[row]), int(offsets[row + 1])
+        return {n: f.get_slice(n)[start:end] for n in names}
+
+    def _ids(self, index: int, name: str) -> np.ndarray:
+        layout = self.manifest.id_layout
+        planes = (name, f"{name}.hi") if layout == "uint16+uint8" else (name,)
+        rows = self._rows(index, planes)
+        return unpack_ids(name, rows.__getitem__, layout)
+
+    def verify(self, dataset: DistillDataset, name: str) -> None:
+        """Refuse, in one line, a cache whose samples are not the run's (teacher ids or chunk ids differ)."""
+        if len(dataset) != self.manifest.samples:
+            raise XTokenError(f"teacher '{name}': cache {self.folder} holds {self.manifest.samples} samples, the run "
+                              f"has {len(dataset)}; cache again (xtoken-align cache-teacher)")  # fmt: skip
+        for sample in dataset.samples:
+            a = sample.alignments[name]
+            same = np.array_equal(self._ids(sample.index, "input_ids"), a.teacher_ids)
+            chunks = self._rows(sample.index, ("teacher_chunk",))["teacher_chunk"]
+            same = same and np.array_equal(chunks, a.teacher_chunk)
+            student = self._rows(sample.index, ("student_chunk",), student=True)["student_chunk"]
+            if not (same and np.array_equal(student, a.student_chunk)):
+                raise XTokenError(f"teacher '{name}': cache {self.folder} differs from the run's data at sample "
+                                  f"{sample.index} (teacher ids or chunk ids); cache again")  # fmt: skip
+
+    def logits(self, index: torch.Tensor, length: int, device: torch.device) -> torch.Tensor:
+        """(B,) training-set indices -> (B, length, V_T) float32 teacher log p̂ (−inf where p̂ = 0);
+        padding positions get 0 (a uniform row no loss reads)."""
+        vocab_size, sampled = self.manifest.teacher_vocab_size, self.manifest.sampled
+        out = torch.zeros(len(index), length, vocab_size, dtype=torch.float32, device=device)
+        for row, i in enumerate(index.tolist()):
+            stored = self._rows(i, PER_POSITION)  # float16/float32 log-probs and masses, uint16 counts
+            signal = {
+                k: torch.from_numpy(v.astype(np.float32 if v.dtype.kind == "f" else np.int64))
+                for k, v in stored.items()
+            }
+            signal.update({k: torch.from_numpy(self._ids(i, k)) for k in PACKED})
+            ids = torch.from_numpy(self._ids(i, "input_ids"))
+            following = torch.cat([ids[1:], torch.tensor([-1])])
+            signal = {k: v.to(device) for k, v in signal.items()}
+            out[row, : len(ids)] = rebuild(signal, following.to(device), vocab_size, sampled)
+        return out

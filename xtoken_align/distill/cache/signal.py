@@ -1,0 +1,72 @@
+"""A teacher position's distribution, stored sparsely, and rebuilt as log-probabilities for the losses.
+
+Stored per position i, from p = softmax(z_i) over the tokenizer's V_T ids (padded columns left out):
+
+- the top-K ids and their log p (exact up to the storage dtype),
+- log p of the actual next teacher token (exact, float32), whether or not it is in the top-K:
+  the `chain` aggregation and the teacher statistics read it,
+- S ids drawn with replacement from p restricted to R = the rest (not top-K, not the next token),
+  as distinct ids with counts (Sparse Logit Sampling, Anshumann et al., ACL 2025), and
+  the residual mass r = Σ_{v∈R} p[v] (float32).
+
+Rebuilt (`rebuild`): p̂[v] = p[v] on the top-K and the next token, p̂[v] = r · count(v) / S on a drawn
+id, 0 elsewhere, so E[p̂] = p and Σ p̂ = 1 up to rounding; the losses receive log p̂ (−inf where 0), which
+they read exactly as a live teacher's logits (a softmax of log p̂ is p̂). With K = V_T and S = 0, p̂ = p.
+Draws come from a generator seeded per sample, so caching again gives the same draws. Left out: which
+positions and samples a shard holds (writer.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+@torch.no_grad()
+def sparse_signal(logp: Tensor, next_ids: Tensor, topk: int, sampled: int, generator: torch.Generator) -> dict:
+    """logp (L, V) float32 log-probabilities, next_ids (L,) the next teacher token or -1 -> per-position
+    tensors: topk_ids (L, K), topk_logp (L, K), next_logp (L,) (−inf without a next token),
+    sample_ids (L, S), sample_counts (L, S) (0 in unused slots), residual (L,)."""
+    rows = torch.arange(len(logp), device=logp.device)
+    topk = min(topk, logp.shape[-1])
+    topk_logp, topk_ids = torch.topk(logp, topk, dim=-1)  # descending
+    has_next = next_ids >= 0
+    next_logp = torch.where(has_next, logp[rows, next_ids.clamp_min(0)], -torch.inf)
+    rest = logp.exp().scatter_(1, topk_ids, 0.0)
+    rest[rows[has_next], next_ids[has_next]] = 0.0
+    residual = rest.sum(-1)  # (L,)
+    out = {"topk_ids": topk_ids, "topk_logp": topk_logp, "next_logp": next_logp, "residual": residual}
+    out["sample_ids"], out["sample_counts"] = _draw(rest, residual, sampled, generator)
+    return out
+
+
+def _draw(rest: Tensor, residual: Tensor, sampled: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(L, S) distinct drawn ids (ascending, then unused slots) and their counts."""
+    n = len(rest)
+    if sampled == 0:
+        empty = torch.zeros(n, 0, dtype=torch.long, device=rest.device)
+        return empty, empty.clone()
+    some = residual > 0
+    weights = torch.where(some.unsqueeze(1), rest, 1.0)  # rows without a rest draw anything, counted 0
+    draws = torch.multinomial(weights, sampled, replacement=True, generator=generator).sort(-1).values
+    new = torch.ones_like(draws, dtype=torch.bool)
+    new[:, 1:] = draws[:, 1:] != draws[:, :-1]
+    slot = new.cumsum(-1) - 1  # (L, S) the distinct id's slot
+    ids = torch.zeros_like(draws).scatter_(1, slot, draws)
+    counts = torch.zeros_like(draws).scatter_add_(1, slot, torch.ones_like(draws))
+    return ids, torch.where(some.unsqueeze(1), counts, 0)
+
+
+def rebuild(signal: dict[str, Tensor], next_ids: Tensor, vocab_size: int, sampled: int) -> Tensor:
+    """Stored tensors of L positions (float32 on one device) -> (L, V) log p̂ (−inf where p̂ = 0)."""
+    n = len(next_ids)
+    tail = torch.zeros(n, vocab_size, dtype=torch.float32, device=next_ids.device)
+    if sampled:
+        weight = signal["residual"].unsqueeze(1) * signal["sample_counts"].float() / sampled  # (L, S)
+        tail.scatter_add_(1, signal["sample_ids"], weight)
+    logp = tail.log_()  # drawn ids are outside the top-K and the next token: no entry is written twice
+    logp.scatter_(1, signal["topk_ids"], signal["topk_logp"].float())
+    has_next = next_ids >= 0
+    rows = torch.arange(n, device=next_ids.device)[has_next]
+    logp[rows, next_ids[has_next]] = signal["next_logp"][has_next].float()
+    return logp
