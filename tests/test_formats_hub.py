@@ -16,7 +16,14 @@ from conftest import GSM8K, vocab
 from xtoken_align.diagnose import diagnose
 from xtoken_align.edits import apply_rows
 from xtoken_align.errors import XTokenError
-from xtoken_align.formats import export, import_reference, load_projection, role_tokenizer, save_projection
+from xtoken_align.formats import (
+    ExportSummary,
+    export,
+    import_reference,
+    load_projection,
+    role_tokenizer,
+    save_projection,
+)
 from xtoken_align.formats import hub as hub_format
 from xtoken_align.formats.hub import history_summary, is_hub_folder
 from xtoken_align.projection import Projection, RowEntry, build_projection
@@ -66,6 +73,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     summary = as_json(cli("export", str(w), "--format", "hub", "-o", str(out), "--corpus", str(corpus), "--json"))
     assert summary["format"] == "hub" and summary["path"] == str(out)
     assert summary["files"] == [str(out / name) for name in LAYOUT]
+    ExportSummary.model_validate(summary)  # the `export` schema of docs/json.md
     return {"w": w, "corpus": corpus, "hub": out}
 
 
@@ -99,7 +107,7 @@ def test_the_card_shows_the_recommendation_coverage_tokenizers_and_edits(exporte
         assert f"`{info['source']}`" in readme and f"`{info['fingerprint']}`" in readme
     assert "2 history entries (2 edit), 2 student rows touched." in readme and "- note: map to the digit" in readme
     assert f"agreement@1 {card['score']['corpus']['agreement@1']:.4f}" in readme
-    assert '"top_k": 4' in readme and "xtoken-align score DIR" in readme and "`indices` int64" in readme
+    assert '"top_k": 4' in readme and "xtoken-align score DIR" in readme and "`indices` int64 [128,256, 4]" in readme
 
 
 def test_the_folder_holds_w_its_reference_file_and_both_tokenizers(exported, tmp_path: Path) -> None:

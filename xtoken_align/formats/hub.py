@@ -22,6 +22,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from xtoken_align.atomic import atomic_folder
 from xtoken_align.diagnose.report import LOSS_NAMES, DiagnoseReport
 from xtoken_align.errors import XTokenError
@@ -151,8 +153,8 @@ def history_summary(history: list[dict]) -> list[str]:
     return lines
 
 
-def _loading(score: ScoreReport) -> list[str]:
-    v_s, k = score.shape[0], max(score.config.top_k if score.config else 1, 1)
+def _loading(projection: Projection) -> list[str]:
+    v_s, k = projection.shape[0], max(int(np.diff(projection.matrix.indptr).max(initial=1)), 1)
     return [
         "With this package (`pip install xtoken-align`):",
         "",
@@ -169,8 +171,8 @@ def _loading(score: ScoreReport) -> list[str]:
         "In a distill config, `projection: DIR`.",
         "",
         f"With the reference stacks (NeMo-RL `tools/x_token/`, TRL's X-Token): `{REFERENCE_FILE}` is a "
-        f"`torch.save`d dict with `indices` int64 [{v_s:,}, K] (teacher ids, -1 for an empty slot, K the "
-        f"widest row, at most {k}), `likelihoods` float32 [{v_s:,}, K], `student_model_id`, "
+        f"`torch.save`d dict with `indices` int64 [{v_s:,}, {k}] (teacher ids, -1 for an empty slot), "
+        f"`likelihoods` float32 [{v_s:,}, {k}], `student_model_id`, "
         "`teacher_model_id` and `enable_scale_trick` (False). It was checked on export by importing it back "
         "(`xtoken-align import W.pt`). Pad rows to a model's vocabulary size with "
         "`xtoken-align export DIR --format nemo --student-rows N`.",
@@ -222,5 +224,5 @@ def model_card(projection: Projection, score: ScoreReport, diagnosis: DiagnoseRe
     lines += [f"\nCritical categories: {', '.join(diagnosis.critical)}.", "", "## Edit history", ""]
     lines += history_summary(projection.history)
     config = json.dumps(projection.config.model_dump(mode="json"), indent=2) if projection.config else "null"
-    lines += ["", "## Rule config", "", "```json", config, "```", "", "## How to load", "", *_loading(score)]
+    lines += ["", "## Rule config", "", "```json", config, "```", "", "## How to load", "", *_loading(projection)]
     return "\n".join(lines) + "\n"
