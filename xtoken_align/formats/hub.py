@@ -210,7 +210,7 @@ def model_card(projection: Projection, score: ScoreReport, diagnosis: DiagnoseRe
         c = score.corpus
         lines += [
             "",
-            f"Corpus {c.name}: {c.texts:,} texts, {c.student_tokens:,} student tokens, "
+            f"Corpus {Path(c.name).name}: {c.texts:,} texts, {c.student_tokens:,} student tokens, "
             f"agreement@1 {c.agreement_at_1:.4f}, mean W mass on the teacher's token {c.mass:.4f}.",
         ]
     lines += ["", "## Diagnosis: the loss to train with", ""]
