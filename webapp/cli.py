@@ -26,8 +26,10 @@ DEMO_STUDENT, DEMO_TEACHER = "demo:llama3", "demo:qwen3"
 
 def add_serve(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="browse, edit and export W in a browser")
-    serve.add_argument("--student", help=cli.SOURCE_HELP)
-    serve.add_argument("--teacher", action="append", default=[], help="teacher source; repeat for several teachers")
+    serve.add_argument("--student", type=cli.student_source, help=cli.SOURCE_HELP)
+    serve.add_argument(
+        "--teacher", action="append", default=[], type=cli.teacher_source, help="teacher source; repeat for several"
+    )
     serve.add_argument("--projection", action="append", default=[], help="W file per teacher, in --teacher order")
     serve.add_argument(
         "--compare", action="append", default=[], type=compare_spec, metavar="NAME=PATH",

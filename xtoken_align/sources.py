@@ -4,7 +4,8 @@ A source is one string, the same on the command line and in the API:
 
 - `demo:NAME`                         a demo tokenizer (see `xtoken_align.demo`), fetched on demand;
 - `path/to/tokenizer.json` or a folder holding one (its `tokenizer_config.json` gives BOS/EOS/PAD
-  and the chat template);
+  and the chat template), such as `DIR/student_tokenizer` of a hub export (`formats.hub`; the CLI's
+  `--student DIR`/`--teacher DIR` pick the subfolder of their role);
 - `path/to/tekken.json`                a Mistral Tekken file (Mistral-Nemo and later; told apart
   from a tokenizer.json by content);
 - `path/to/file.tiktoken`, `tiktoken:PATTERN:PATH`  a tiktoken BPE rank file. A known file (Llama-3,
@@ -95,6 +96,9 @@ def _load_path(path: Path, pattern: str | None) -> LoadedTokenizer:
         candidates = [path / "tokenizer.json", *sorted(path.glob("tekken*.json"))]
         candidates += [*sorted(path.glob("*.tiktoken")), path / "tokenizer.model"]
         found = next((c for c in candidates if c.is_file()), None)
+        if found is None and (path / "student_tokenizer").is_dir():  # a folder of `export --format hub`
+            student, teacher = path / "student_tokenizer", path / "teacher_tokenizer"
+            raise XTokenError(f"{path} is a hub export: give {student} or {teacher} as the tokenizer")
         if found is None:
             raise XTokenError(f"{path} holds no tokenizer.json, tekken*.json, *.tiktoken or tokenizer.model")
         path = found

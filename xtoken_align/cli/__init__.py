@@ -18,10 +18,12 @@ from typing import NoReturn
 
 from xtoken_align import __version__
 from xtoken_align.cli import diagnosis, projection, tokenizers, training
-from xtoken_align.cli.common import SOURCE_HELP, non_negative_int, positive_int
+from xtoken_align.cli.common import SOURCE_HELP, non_negative_int, positive_int, student_source, teacher_source
 from xtoken_align.errors import XTokenError
 
-__all__ = ["SOURCE_HELP", "build_parser", "main", "non_negative_int", "positive_int"]
+__all__ = [
+    "SOURCE_HELP", "build_parser", "main", "non_negative_int", "positive_int", "student_source", "teacher_source",
+]  # fmt: skip
 
 SUBJECTS = (tokenizers, projection, diagnosis, training)
 

@@ -11,7 +11,8 @@ from xtoken_align.report import Report
 
 SOURCE_HELP = (
     "tokenizer source: demo:NAME, a tokenizer.json or folder, a .tiktoken file "
-    "(tiktoken:PATTERN:PATH to name the pattern), a SentencePiece .model, or a hub id ORG/NAME"
+    "(tiktoken:PATTERN:PATH to name the pattern), a SentencePiece .model, a hub id ORG/NAME, "
+    "or a folder of `export --format hub` (its copy of this role's tokenizer)"
 )
 
 
@@ -38,13 +39,31 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
+def student_source(text: str) -> str:
+    """argparse type of --student: a hub export folder means its student_tokenizer/, else `text` as is."""
+    from xtoken_align.formats import role_tokenizer
+
+    return role_tokenizer(text, "student")
+
+
+def teacher_source(text: str) -> str:
+    """argparse type of --teacher: a hub export folder means its teacher_tokenizer/, else `text` as is."""
+    from xtoken_align.formats import role_tokenizer
+
+    return role_tokenizer(text, "teacher")
+
+
 def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document (schemas: docs/json.md)")
 
 
 def add_tokenizer_overrides(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--student", help="student tokenizer source (default: the one in W's sidecar)")
-    parser.add_argument("--teacher", help="teacher tokenizer source (default: the one in W's sidecar)")
+    parser.add_argument(
+        "--student", type=student_source, help="student tokenizer source (default: the one in W's sidecar)"
+    )
+    parser.add_argument(
+        "--teacher", type=teacher_source, help="teacher tokenizer source (default: the one in W's sidecar)"
+    )
 
 
 def emit(report: Report, as_json: bool, render: Callable[[Report], str]) -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from xtoken_align.cli.common import SOURCE_HELP, check_output, emit, load_vocabs
+from xtoken_align.cli.common import (
+    SOURCE_HELP,
+    check_output,
+    emit,
+    load_vocabs,
+    positive_int,
+    student_source,
+    teacher_source,
+)
 from xtoken_align.errors import XTokenError
 
 
@@ -28,7 +36,7 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
             check_output(path, suffix)
     texts, name = None, ""
     if not args.no_corpus:
-        texts = [text for corpus in args.corpus or [default_corpus()] for text in read_corpus(corpus)]
+        texts = [text for corpus in args.corpus or [default_corpus()] for text in read_corpus(corpus, limit=args.limit)]
         name = ", ".join(args.corpus) if args.corpus else "GSM8K test"
     student, *teachers = load_vocabs(args.student, *args.teacher)
     paths = args.projection or [None] * len(teachers)
@@ -46,12 +54,15 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
 
 def register(commands: argparse._SubParsersAction) -> None:
     diag = commands.add_parser("diagnose", help="which student tokens each teacher's GOLD partition pushes down")
-    diag.add_argument("--student", required=True, help=SOURCE_HELP)
-    diag.add_argument("--teacher", required=True, action="append", help="teacher tokenizer source (repeatable)")
+    diag.add_argument("--student", required=True, type=student_source, help=SOURCE_HELP)
     diag.add_argument(
-        "--projection", action="append", default=[], metavar="W", help="W file per teacher, in --teacher order"
+        "--teacher", required=True, action="append", type=teacher_source, help="teacher tokenizer source (repeatable)"
+    )
+    diag.add_argument(
+        "--projection", action="append", default=[], metavar="W", help="W file or hub folder per teacher, in order"
     )
     diag.add_argument("--corpus", action="append", help="JSONL or text file (repeatable; default: GSM8K test)")
+    diag.add_argument("--limit", type=positive_int, help="use only the first N texts of each corpus")
     diag.add_argument("--no-corpus", action="store_true", help="skip the corpus measurement")
     diag.add_argument("--critical", help="comma-separated critical categories (default: digits:1,...,digits:4+)")
     diag.add_argument("--sample", help="text whose pushed-down student tokens are listed (default: a GSM8K-like line)")

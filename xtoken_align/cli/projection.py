@@ -10,16 +10,19 @@ from xtoken_align.cli.common import (
     SOURCE_HELP,
     add_json,
     add_tokenizer_overrides,
+    check_new_folder,
     check_output,
     emit,
     load_vocabs,
     non_negative_int,
     open_projection,
     positive_int,
+    student_source,
+    teacher_source,
 )
 from xtoken_align.errors import XTokenError
 
-EXPORT_FORMATS = ["nemo", "csv", "parquet"]  # keys of formats.EXPORT_SUFFIXES; safetensors is what W already is
+EXPORT_FORMATS = ["nemo", "csv", "parquet", "hub"]  # formats.EXPORT_SUFFIXES and FOLDER_FORMATS; not safetensors
 
 
 def cmd_build(args: argparse.Namespace) -> None:
@@ -53,17 +56,39 @@ def cmd_score(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from xtoken_align.formats import EXPORT_SUFFIXES, export, export_text, load_projection
 
-    check_output(args.output, EXPORT_SUFFIXES[args.format], f"--format {args.format}")
+    hub = args.format == "hub"
+    if hub:
+        check_new_folder(args.output)
+    else:
+        check_output(args.output, EXPORT_SUFFIXES[args.format], f"--format {args.format}")
     if args.format != "nemo" and (args.student_rows is not None or args.bf16):
         raise XTokenError(f"--student-rows and --bf16 apply to --format nemo, not {args.format}")
+    if not hub and (args.corpus or args.limit is not None or args.no_corpus):
+        raise XTokenError(f"--corpus, --limit and --no-corpus apply to --format hub, not {args.format}")
     if args.format == "nemo":  # the .pt records model ids only: no tokenizer to load
         projection, student, teacher = load_projection(args.projection), None, None
     else:
         projection, student, teacher = open_projection(args)
+    reports = card_reports(args, projection, student, teacher) if hub else None
     summary = export(
-        projection, student, teacher, args.output, args.format, student_rows=args.student_rows, bf16=args.bf16
-    )
+        projection, student, teacher, args.output, args.format,
+        student_rows=args.student_rows, bf16=args.bf16, reports=reports,
+    )  # fmt: skip
     emit(summary, args.json, export_text)
+
+
+def card_reports(args: argparse.Namespace, projection, student, teacher) -> tuple:
+    """What a hub card shows: W's report as `score` and as `diagnose` print it for the same corpus
+    options (each names the corpus as its own command does, so the numbers compare equal)."""
+    from xtoken_align.corpus import default_corpus, read_corpus
+    from xtoken_align.diagnose import diagnose
+    from xtoken_align.score import score_projection
+
+    corpus = args.corpus or default_corpus()
+    texts = None if args.no_corpus else read_corpus(corpus, limit=args.limit)
+    score = score_projection(projection, student, teacher, texts, corpus_name=str(corpus))
+    diagnosis = diagnose(student, [(teacher, projection)], texts, corpus_name=args.corpus or "GSM8K test")
+    return score, diagnosis
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -90,8 +115,8 @@ def cmd_diff(args: argparse.Namespace) -> None:
 
 def register(commands: argparse._SubParsersAction) -> None:
     build = commands.add_parser("build", help="build W from tokenizer string rules")
-    build.add_argument("--student", required=True, help=SOURCE_HELP)
-    build.add_argument("--teacher", required=True, help="teacher tokenizer source, same forms")
+    build.add_argument("--student", required=True, type=student_source, help=SOURCE_HELP)
+    build.add_argument("--teacher", required=True, type=teacher_source, help="teacher tokenizer source, same forms")
     build.add_argument("-o", "--output", required=True, help="W file to write (.safetensors; sidecar .json beside)")
     build.add_argument("--config", help="rules config, YAML or JSON (default: the paper's rules, K = 4)")
     build.add_argument("--top-k", type=positive_int, help="entries kept per row (overrides the config)")
@@ -99,7 +124,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     build.set_defaults(run=cmd_build)
 
     score = commands.add_parser("score", help="coverage, off-piece mass and corpus agreement of a W")
-    score.add_argument("projection", metavar="W", help="W file (.safetensors)")
+    score.add_argument("projection", metavar="W", help="W file (.safetensors) or hub folder")
     score.add_argument("--corpus", help="JSONL (text, or question+answer) or text file (default: GSM8K test)")
     score.add_argument("--limit", type=positive_int, help="use only the first N texts of the corpus")
     score.add_argument("--no-corpus", action="store_true", help="skip the corpus measurement")
@@ -107,10 +132,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_json(score)
     score.set_defaults(run=cmd_score)
 
-    export = commands.add_parser("export", help="write W for NeMo-RL/TRL (.pt) or as a CSV/Parquet table")
-    export.add_argument("projection", metavar="W", help="W file (.safetensors)")
+    export = commands.add_parser(
+        "export", help="write W for NeMo-RL/TRL (.pt), as a CSV/Parquet table, or as a model-hub folder"
+    )
+    export.add_argument("projection", metavar="W", help="W file (.safetensors) or hub folder")
     export.add_argument("--format", required=True, choices=EXPORT_FORMATS)
-    export.add_argument("-o", "--output", required=True, help="file to write")
+    export.add_argument("-o", "--output", required=True, help="file to write (hub: a new folder)")
+    export.add_argument("--corpus", help="hub: corpus of the card's figures, as score's (default: GSM8K test)")
+    export.add_argument("--limit", type=positive_int, help="hub: use only the first N texts of the corpus")
+    export.add_argument("--no-corpus", action="store_true", help="hub: no corpus figures on the card")
     export.add_argument("--student-rows", type=positive_int, help="nemo: pad rows to the model's vocabulary size")
     export.add_argument("--bf16", action="store_true", help="nemo: bfloat16 likelihoods, as the reference tools")
     add_tokenizer_overrides(export)
@@ -119,8 +149,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     imp = commands.add_parser("import", help="read a NeMo-RL/TRL X-Token .pt W file")
     imp.add_argument("file", metavar="FILE", help="reference-format .pt file (indices, likelihoods)")
-    imp.add_argument("--student", required=True, help=SOURCE_HELP)
-    imp.add_argument("--teacher", required=True, help="teacher tokenizer source, same forms")
+    imp.add_argument("--student", required=True, type=student_source, help=SOURCE_HELP)
+    imp.add_argument("--teacher", required=True, type=teacher_source, help="teacher tokenizer source, same forms")
     imp.add_argument("-o", "--output", required=True, help="W file to write (.safetensors)")
     add_json(imp)
     imp.set_defaults(run=cmd_import)

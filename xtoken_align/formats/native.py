@@ -75,8 +75,13 @@ def save_projection(projection: Projection, path: str | Path) -> Path:
 
 
 def load_projection(path: str | Path, student: Vocab | None = None, teacher: Vocab | None = None) -> Projection:
-    """Read a W file and check it; given tokenizers, refuse it unless it was built for them."""
+    """Read a W file, or the W of a hub folder (`formats.hub`), and check it; given tokenizers, refuse
+    it unless it was built for them."""
+    from xtoken_align.formats.hub import hub_projection_file
+
     path = Path(path)
+    if path.is_dir():
+        path = hub_projection_file(path)
     meta_path = sidecar_path(path)
     if not path.is_file():
         raise XTokenError(f"no such W file: {path}")
