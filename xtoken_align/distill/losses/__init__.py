@@ -17,6 +17,7 @@ vocabularies' sizes for GOLD, `student_size`/`teacher_size` for ULD, `size` for 
     hybrid.py          h_kl, gold, uld   common set + sorted tail (student side: hybrid_student.py)
     same_tokenizer.py  kd     plain KL for a teacher with the student's tokenizer
     objective.py       cross_entropy, kd_scale, combine (Eq. 7)
+    chunked.py         OutputHead: the losses from hidden states and output layer, in position chunks
 
 Importing this package registers every loss, in the order above (p_kl, h_kl, gold, uld, kd). Logs are
 log(max(x, LOG_FLOOR)) with one floor for every dtype (aggregate.safe_log). Left out: alignment,
@@ -33,6 +34,7 @@ from xtoken_align.distill.losses.hybrid import GoldLoss, HKLLoss, HybridLoss, UL
 from xtoken_align.distill.losses.same_tokenizer import KDLoss  # isort: split
 
 from xtoken_align.distill.losses.base import ChunkLoss, LossSetup, TeacherLoss, real_columns
+from xtoken_align.distill.losses.chunked import OutputHead
 from xtoken_align.distill.losses.objective import SCALE_BOUNDS, combine, cross_entropy, kd_scale
 from xtoken_align.distill.losses.registry import (
     build_loss,
@@ -51,6 +53,7 @@ __all__ = [
     "HybridLoss",
     "KDLoss",
     "LossSetup",
+    "OutputHead",
     "PKLLoss",
     "TeacherLoss",
     "ULDLoss",
