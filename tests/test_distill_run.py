@@ -41,14 +41,16 @@ def assets(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-def config(assets: dict[str, Path], out: Path, teachers: list[dict], **training) -> DistillConfig:
+def config(
+    assets: dict[str, Path], out: Path, teachers: list[dict], loss: dict | None = None, **training
+) -> DistillConfig:
     return DistillConfig.from_dict(
         {
             "student": {"model": str(assets["student"])},
             "teachers": teachers,
             "data": {"train": [str(assets["data"])], "max_length": 64},
             "training": {"steps": 8, "batch_size": 4, "lr": 3e-3, "warmup_steps": 1, "seed": 0, **training},
-            "loss": {"topk": 2048, "tail": 1024},
+            "loss": {"topk": 2048, "tail": 1024, **(loss or {})},
             "output": {"dir": str(out), "save_every": 4},
             "eval": {"texts": 4},
         }
@@ -102,6 +104,24 @@ def test_padded_output_layers_give_the_same_kd(assets, tmp_path: Path) -> None:
             DistillRunner(config(where, out, [qwen(where, loss)], steps=1)).run()
             first[kind] = losses(out)[0]
         assert first["padded"]["kd"] == pytest.approx(first["exact"]["kd"], rel=1e-4)
+
+
+@pytest.mark.parametrize("loss", ["p_kl", "h_kl"])
+def test_hidden_state_chunks_follow_the_logit_curve(assets, tmp_path: Path, loss: str) -> None:
+    """loss.chunk_positions (hidden states, 24 positions at a time: uneven splits of 4 x 64) trains along
+    the same curve as full logits (chunk_positions 0), with a learned W and a same-tokenizer teacher."""
+    teachers = [
+        qwen(assets, loss, weight=0.8, learn_w=loss == "p_kl"),
+        {"name": "llama", "model": str(assets["llama_teacher"]), "loss": "kd", "weight": 0.2},
+    ]
+    curves = {}
+    for chunk in (0, 24):
+        out = tmp_path / f"chunk-{chunk}"
+        DistillRunner(config(assets, out, teachers, loss={"chunk_positions": chunk}, steps=4)).run()
+        curves[chunk] = losses(out)
+    for logit, chunked in zip(curves[0], curves[24], strict=True):
+        for key in ("loss", "ce", "kd", "kd/qwen", "kd/llama", "grad_norm"):
+            assert chunked[key] == pytest.approx(logit[key], rel=1e-4, abs=1e-5), key
 
 
 def test_same_tokenizer_kd_and_two_teachers_with_learned_w(assets, tmp_path: Path) -> None:
