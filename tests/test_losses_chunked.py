@@ -148,3 +148,29 @@ def test_groups_keep_whole_chunks_within_the_limit():
         rows = torch.cat([g.student for g in groups]).sort().values
         assert torch.equal(rows, torch.nonzero(layout.student.valid).squeeze(1))
     assert len(chunk_groups(layout, 100)) == 1
+
+
+@pytest.mark.parametrize("kind", ["ce", "p_kl", "h_kl"])
+def test_bf16_autocast_matches_the_logit_path(kind, projection):
+    """Under bf16 autocast both paths run the output layer in bf16 and the loss in float32."""
+    (h_s, w_s, b_s), (h_t, w_t) = heads(seed=8)
+    h_s, w_s, b_s = (x.detach().float().requires_grad_() for x in (h_s, w_s, b_s))
+    h_t, w_t = h_t.float(), w_t.float()
+    s_chunk, t_chunk, labels, t_labels = chunk_args(kind, torch.Generator().manual_seed(9))
+    module = None if kind == "ce" else padded_module(kind, projection).float()
+
+    def value(student, teacher):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            if not isinstance(student, OutputHead):  # the output layers run under autocast too
+                student, teacher = student(h_s, w_s, b_s), teacher(h_t, w_t)
+            if module is None:
+                return cross_entropy(student, labels)
+            return module(student, teacher, s_chunk, t_chunk, labels, t_labels)
+
+    want = value(torch.nn.functional.linear, torch.nn.functional.linear)
+    got = value(OutputHead(h_s, w_s, b_s, 3), OutputHead(h_t, w_t))
+    assert got.dtype == torch.float32
+    for a, b in zip(torch.autograd.grad(got, (h_s, w_s, b_s)), torch.autograd.grad(want, (h_s, w_s, b_s)), strict=True):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=2e-2)
+    torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-3)

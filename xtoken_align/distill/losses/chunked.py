@@ -122,34 +122,49 @@ def chunked_head_sum(
 
 
 class _ChunkedHead(torch.autograd.Function):
+    """Per group: z = h Wᵀ + b (in the autocast dtype when autocast is on, as nn.Linear would), the
+    group's loss and ∂L/∂z by autograd, then by hand ∂L/∂h = ∂L/∂z W and ∂L/∂W += ∂L/∂zᵀ h (in place,
+    addmm_, when the dtypes agree) and ∂L/∂b += Σ ∂L/∂z: no (V', H) temporary per group in float32."""
+
     @staticmethod
     def forward(ctx, loss_of, groups, n_params, hidden, weight, bias, *params):
         inputs = (hidden, weight, bias, *params)
         wanted = ctx.needs_input_grad[3:]  # per input in `inputs`
-        leaf_w = weight.detach().requires_grad_(wanted[1])
-        leaf_b = None if bias is None else bias.detach().requires_grad_(wanted[2])
+        device = hidden.device.type
+        cast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype
+        w, b = weight.detach().to(cast), None if bias is None else bias.detach().to(cast)  # cast once
         acc = compute_dtype(weight)
-        grad_h = torch.zeros_like(hidden)
-        grads = [torch.zeros_like(x, dtype=acc) if w else None for x, w in zip(inputs[1:], wanted[1:], strict=True)]
+        grad_h = torch.zeros_like(hidden) if wanted[0] else None
+        grads = [torch.zeros_like(x, dtype=acc) if w_ else None for x, w_ in zip(inputs[1:], wanted[1:], strict=True)]
         total = torch.zeros((), dtype=compute_dtype(hidden), device=hidden.device)
         for number, group in enumerate(groups):
+            h = hidden.detach().index_select(0, group.student).to(cast)  # (n, H)
             with torch.enable_grad():
-                h = hidden.detach().index_select(0, group.student).requires_grad_(wanted[0])
-                value = loss_of(nn.functional.linear(h, leaf_w, leaf_b), number)
+                z = nn.functional.linear(h, w, b).requires_grad_(any(wanted))  # (n, V')
+                value = loss_of(z, number)
             total += value.detach().to(total.dtype)
-            leaves = [(i, x) for i, x in enumerate((h, leaf_w, leaf_b, *params)) if wanted[i]]
-            if not value.requires_grad or not leaves:
+            if not value.requires_grad:
                 continue
-            found = torch.autograd.grad(value, [x for _, x in leaves], allow_unused=True)
-            for (i, _), g in zip(leaves, found, strict=True):
-                if g is None:
-                    continue
-                if i == 0:
-                    grad_h.index_copy_(0, group.student, g.to(grad_h.dtype))  # each row is in one group
-                else:
-                    grads[i - 1].add_(g)
-        ctx.dtypes = [x.dtype if w else None for x, w in zip(inputs, wanted, strict=True)]
-        ctx.save_for_backward(grad_h, *[torch.empty(0) if g is None else g for g in grads])
+            leaves = [z, *params]
+            grad_z, *grad_params = torch.autograd.grad(value, leaves, allow_unused=True)
+            if grad_z is None:
+                continue
+            with torch.autocast(device, enabled=False):
+                grad_z = grad_z.to(cast)
+                if grad_h is not None:  # each row is in one group
+                    grad_h.index_copy_(0, group.student, (grad_z @ w).to(grad_h.dtype))
+                if grads[0] is not None:
+                    if acc == cast:
+                        grads[0].addmm_(grad_z.T, h)
+                    else:
+                        grads[0].add_(grad_z.T @ h)
+                if grads[1] is not None:
+                    grads[1].add_(grad_z.sum(0))
+            for total_grad, g in zip(grads[2:], grad_params, strict=True):
+                if g is not None:
+                    total_grad.add_(g)
+        ctx.dtypes = [x.dtype if w_ else None for x, w_ in zip(inputs, wanted, strict=True)]
+        ctx.save_for_backward(*[torch.empty(0) if g is None else g for g in (grad_h, *grads)])
         return total
 
     @staticmethod
