@@ -95,6 +95,23 @@ def test_every_aggregation_in_chunks(kind, aggregation, projection):
         assert_same(got, want, (h_s, w_s))
 
 
+@pytest.mark.parametrize("reachable", [True, False])
+def test_p_kl_on_every_reachable_column(reachable):
+    """top-k above W's reachable ids: every column (no teacher pass) or the reachable ones (a pass for
+    the unreachable-mass stat, the loss pass on the reachable columns only)."""
+    from loss_fixtures import as_projection, random_w
+
+    (h_s, w_s, b_s), (h_t, w_t) = heads(seed=10)
+    s_chunk, t_chunk, labels, t_labels = chunk_args("p_kl", torch.Generator().manual_seed(11))
+    module = PKLLoss(ProjectionW.from_projection(as_projection(*random_w(3, reachable))).double(), topk=1000)
+    want = module(logits(h_s, w_s, b_s)[..., :V_S], logits(h_t, w_t)[..., :V_T], s_chunk, t_chunk, labels)
+    want_stats = dict(module.stats)
+    got = module(OutputHead(h_s, w_s[:V_S], b_s[:V_S], 3), OutputHead(h_t, w_t[:V_T]), s_chunk, t_chunk, labels)
+    assert_same(got, want, (h_s, w_s, b_s))
+    torch.testing.assert_close(module.stats["unreachable"], want_stats["unreachable"])
+    assert (float(want_stats["unreachable"]) > 0) == (not reachable)
+
+
 def test_learned_w_teacher_logits_and_several_teachers(projection):
     """A learned W gets the same gradient; a teacher given as logits (a cache) works on the hidden path;
     the sum of two teachers' chunked terms and CE has the logit path's gradient."""

@@ -10,6 +10,9 @@ normalises across ranks) of the per-chunk loss, times τ². Chunk distributions 
 constants (detached). With no valid chunk the result is 0 with the student's graph intact. Every loss
 uses exactly the tokenizers' columns of padded output layers (W's shape for P-KL/H-KL, the
 vocabularies' sizes for GOLD, `student_size`/`teacher_size` for ULD, `size` for KD).
+Either side's logits may instead be an `OutputHead` (final hidden states and output layer): the same
+per-chunk formula then runs on `chunk_positions` positions at a time, forward and backward, and no
+(N, V) tensor is kept (chunked.py; docs/distill-interfaces.md).
 
     registry.py        the one list of losses: register_loss, loss_names, loss_class, make_loss, build_loss
     base.py            TeacherLoss (the traits a loss declares), LossSetup, ChunkLoss (the shared frame)

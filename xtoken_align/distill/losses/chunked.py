@@ -66,6 +66,14 @@ def source_rows(source: Source, rows: Tensor) -> Tensor:
         return source.detach().reshape(-1, source.shape[-1]).index_select(0, rows)
 
 
+def narrow_columns(source: Source, columns: Tensor) -> Source:
+    """The same source with only `columns` (k,) of its logits: (N, k) or a head with k output rows."""
+    if isinstance(source, OutputHead):
+        bias = None if source.bias is None else source.bias.index_select(0, columns)
+        return OutputHead(source.hidden, source.weight.index_select(0, columns), bias, source.chunk_positions)
+    return source.detach().reshape(-1, source.shape[-1]).index_select(1, columns)
+
+
 def head_zero(head: OutputHead) -> Tensor:
     """0 that backpropagates (zeros) into the hidden states and the output layer."""
     total = head.hidden.sum() + head.weight.sum() + (0.0 if head.bias is None else head.bias.sum())
@@ -138,31 +146,7 @@ class _ChunkedHead(torch.autograd.Function):
         grads = [torch.zeros_like(x, dtype=acc) if w_ else None for x, w_ in zip(inputs[1:], wanted[1:], strict=True)]
         total = torch.zeros((), dtype=compute_dtype(hidden), device=hidden.device)
         for number, group in enumerate(groups):
-            h = hidden.detach().index_select(0, group.student).to(cast)  # (n, H)
-            with torch.enable_grad():
-                z = nn.functional.linear(h, w, b).requires_grad_(any(wanted))  # (n, V')
-                value = loss_of(z, number)
-            total += value.detach().to(total.dtype)
-            if not value.requires_grad:
-                continue
-            leaves = [z, *params]
-            grad_z, *grad_params = torch.autograd.grad(value, leaves, allow_unused=True)
-            if grad_z is None:
-                continue
-            with torch.autocast(device, enabled=False):
-                grad_z = grad_z.to(cast)
-                if grad_h is not None:  # each row is in one group
-                    grad_h.index_copy_(0, group.student, (grad_z @ w).to(grad_h.dtype))
-                if grads[0] is not None:
-                    if acc == cast:
-                        grads[0].addmm_(grad_z.T, h)
-                    else:
-                        grads[0].add_(grad_z.T @ h)
-                if grads[1] is not None:
-                    grads[1].add_(grad_z.sum(0))
-            for total_grad, g in zip(grads[2:], grad_params, strict=True):
-                if g is not None:
-                    total_grad.add_(g)
+            total += _group_step(loss_of, number, group, hidden, w, b, grad_h, grads, params).to(total.dtype)
         ctx.dtypes = [x.dtype if w_ else None for x, w_ in zip(inputs, wanted, strict=True)]
         ctx.save_for_backward(*[torch.empty(0) if g is None else g for g in (grad_h, *grads)])
         return total
@@ -172,3 +156,33 @@ class _ChunkedHead(torch.autograd.Function):
         saved = ctx.saved_tensors
         scaled = [None if dtype is None else (x * g).to(dtype) for x, dtype in zip(saved, ctx.dtypes, strict=True)]
         return None, None, None, *scaled
+
+
+def _group_step(loss_of, number: int, group: Group, hidden, w, b, grad_h, grads, params) -> Tensor:
+    """One group of `_ChunkedHead.forward`: its loss (detached), its gradients added to grad_h (its rows)
+    and grads (W, b, params; None where not wanted). A function so that its (n, V') tensors die with it."""
+    device, cast = hidden.device.type, w.dtype
+    h = hidden.detach().index_select(0, group.student).to(cast)  # (n, H)
+    with torch.enable_grad():
+        z = nn.functional.linear(h, w, b).requires_grad_(grad_h is not None or any(x is not None for x in grads))
+        value = loss_of(z, number)  # scalar
+    if not value.requires_grad:
+        return value.detach()
+    grad_z, *grad_params = torch.autograd.grad(value, [z, *params], allow_unused=True)
+    del z  # (n, V'): only its gradient is needed from here
+    if grad_z is not None:
+        with torch.autocast(device, enabled=False):
+            grad_z = grad_z.to(cast)
+            if grad_h is not None:  # each row is in one group
+                grad_h.index_copy_(0, group.student, (grad_z @ w).to(grad_h.dtype))
+            if grads[0] is not None:
+                if grads[0].dtype == cast:
+                    grads[0].addmm_(grad_z.T, h)  # in place: no (V', H) temporary
+                else:
+                    grads[0].add_(grad_z.T @ h)
+            if grads[1] is not None:
+                grads[1].add_(grad_z.sum(0))
+    for total_grad, g in zip(grads[2:], grad_params, strict=True):
+        if g is not None:
+            total_grad.add_(g)
+    return value.detach()

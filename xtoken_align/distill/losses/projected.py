@@ -66,11 +66,13 @@ class PKLLoss(ChunkLoss):
         importance = teacher_column_max().masked_fill(~reachable, -torch.inf)
         return torch.topk(importance, self.topk, sorted=False).indices.sort().values
 
+    def teacher_columns(self, context: Tensor | None) -> Tensor | None:
+        return context  # the formula reads the teacher only on its columns
+
     def chunk_losses(self, z_s, z_t, layout, labels, teacher_labels, context):
         student, teacher, columns = layout.student, layout.teacher, context
         k, agg, tau, dtype = layout.n_chunks, self.aggregation, self.tau, compute_dtype(z_s)
-        t_small = z_t if columns is None else z_t.index_select(1, columns)  # (N_t, k)
-        p_t = chunk_sum(softmax(t_small, tau, dtype), teacher.targets(agg), k)
+        p_t = chunk_sum(softmax(z_t, tau, dtype), teacher.targets(agg), k)  # z_t: (N_t, k), teacher_columns
         p_t = p_t / p_t.sum(-1, keepdim=True)  # renormalised within the columns (cancels chain's factor)
         projected = self.w.project_logits(z_s.to(dtype) if tau == 1.0 else z_s.to(dtype) / tau, columns)  # (N_s, k)
         q = chunk_sum(projected, student.targets(agg), k)
@@ -92,7 +94,8 @@ def unreachable_mass(z_t: Tensor, unreachable: Tensor, target: Tensor, count: Te
     z_t (N_t, V_T), unreachable (V_T,) bool, target (N_t,) chunk per row, count (K,) positions per chunk."""
     if not bool(unreachable.any()):
         return torch.zeros(len(count), dtype=compute_dtype(z_t), device=z_t.device)
-    z = z_t.to(compute_dtype(z_t)) / tau
+    z = z_t.to(compute_dtype(z_t))
+    z = z if tau == 1.0 else z / tau
     share = (torch.logsumexp(z[:, unreachable], -1) - torch.logsumexp(z, -1)).exp()  # (N_t,)
     per_chunk = chunk_sum(share[:, None], target, len(count))[:, 0]  # (K,)
     return per_chunk / count if agg == "mean" else per_chunk  # chain's factor cancels in a share
