@@ -41,14 +41,16 @@ def assets(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-def config(assets: dict[str, Path], out: Path, teachers: list[dict], **training) -> DistillConfig:
+def config(
+    assets: dict[str, Path], out: Path, teachers: list[dict], loss: dict | None = None, **training
+) -> DistillConfig:
     return DistillConfig.from_dict(
         {
             "student": {"model": str(assets["student"])},
             "teachers": teachers,
             "data": {"train": [str(assets["data"])], "max_length": 64},
             "training": {"steps": 8, "batch_size": 4, "lr": 3e-3, "warmup_steps": 1, "seed": 0, **training},
-            "loss": {"topk": 2048, "tail": 1024},
+            "loss": {"topk": 2048, "tail": 1024, **(loss or {})},
             "output": {"dir": str(out), "save_every": 4},
             "eval": {"texts": 4},
         }
@@ -104,6 +106,24 @@ def test_padded_output_layers_give_the_same_kd(assets, tmp_path: Path) -> None:
         assert first["padded"]["kd"] == pytest.approx(first["exact"]["kd"], rel=1e-4)
 
 
+@pytest.mark.parametrize("loss", ["p_kl", "h_kl"])
+def test_hidden_state_chunks_follow_the_logit_curve(assets, tmp_path: Path, loss: str) -> None:
+    """loss.chunk_positions (hidden states, 24 positions at a time: uneven splits of 4 x 64) trains along
+    the same curve as full logits (chunk_positions 0), with a learned W and a same-tokenizer teacher."""
+    teachers = [
+        qwen(assets, loss, weight=0.8, learn_w=loss == "p_kl"),
+        {"name": "llama", "model": str(assets["llama_teacher"]), "loss": "kd", "weight": 0.2},
+    ]
+    curves = {}
+    for chunk in (0, 24):
+        out = tmp_path / f"chunk-{chunk}"
+        DistillRunner(config(assets, out, teachers, loss={"chunk_positions": chunk}, steps=4)).run()
+        curves[chunk] = losses(out)
+    for logit, chunked in zip(curves[0], curves[24], strict=True):
+        for key in ("loss", "ce", "kd", "kd/qwen", "kd/llama", "grad_norm"):
+            assert chunked[key] == pytest.approx(logit[key], rel=1e-4, abs=1e-5), key
+
+
 def test_same_tokenizer_kd_and_two_teachers_with_learned_w(assets, tmp_path: Path) -> None:
     teachers = [
         qwen(assets, "p_kl", weight=0.8, learn_w=True),
@@ -154,14 +174,16 @@ def _torchrun() -> str:
 
 
 def test_torchrun_two_processes_match_one_with_double_accumulation(assets, tmp_path: Path) -> None:
-    """DDP (gloo, CPU): 2 ranks x accumulation 1 follow 1 process x accumulation 2."""
+    """DDP (gloo, CPU): 2 ranks x accumulation 1 follow 1 process x accumulation 2, with the losses from
+    hidden states in chunks of 40 positions (the output layer's gradient reaches DDP's hooks)."""
     runs = {}
     for name, procs, accum in (("single", 1, 2), ("ddp", 2, 1)):
         out = tmp_path / name
-        cfg = config(assets, out, [qwen(assets, "p_kl")], steps=4, grad_accum=accum, batch_size=2)
+        cfg = config(assets, out, [qwen(assets, "p_kl")], {"chunk_positions": 40}, steps=4, grad_accum=accum,
+                     batch_size=2)  # fmt: skip
         path = tmp_path / f"{name}.yaml"
         path.write_text(cfg.dump())
-        command = [_torchrun(), f"--nproc_per_node={procs}", "--master_port", str(29500 + procs), "-m",
+        command = [_torchrun(), f"--nproc_per_node={procs}", "--master_port", str(29500 + len(runs)), "-m",
                    "xtoken_align.cli", "distill", "--config", str(path)]  # fmt: skip
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
@@ -170,6 +192,52 @@ def test_torchrun_two_processes_match_one_with_double_accumulation(assets, tmp_p
     for single, ddp in zip(runs["single"], runs["ddp"], strict=True):
         assert ddp["loss"] == pytest.approx(single["loss"], rel=1e-4, abs=1e-5)
         assert ddp["ce"] == pytest.approx(single["ce"], rel=1e-4, abs=1e-5)
+
+
+FSDP_CHECK = """
+import sys, torch, torch.distributed as dist
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+from transformers import AutoModelForCausalLM
+from xtoken_align.distill.losses import KDLoss
+from xtoken_align.distill.student_terms import StudentTerms, TeacherInput
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32)
+reference = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32)
+g = torch.Generator().manual_seed(0)
+v = model.config.vocab_size
+ids, teacher = torch.randint(0, v, (4, 24), generator=g), 3 * torch.randn(4, 24, v, generator=g)
+mask, labels, chunks = torch.ones_like(ids), torch.roll(ids, -1, 1), torch.zeros_like(ids)
+labels[:, -1] = -100
+
+def terms(module, rows):
+    kd = [TeacherInput(KDLoss(size=v), teacher[rows], chunks[rows], chunks[rows], labels[rows])]
+    ce, kds = module(ids[rows], mask[rows], labels[rows], kd)
+    return ce + 0.5 * kds[0]
+
+wrapped = FSDP(StudentTerms(model, chunk_positions=10), device_id=torch.device("cpu"))
+terms(wrapped, slice(2 * rank, 2 * rank + 2)).backward()  # FSDP averages the two ranks' gradients
+torch.optim.SGD(wrapped.parameters(), lr=1.0).step()
+unwrapped = StudentTerms(reference, chunk_positions=0)
+((terms(unwrapped, slice(0, 2)) + terms(unwrapped, slice(2, 4))) / 2).backward()
+assert reference.lm_head.weight is reference.model.embed_tokens.weight  # tied: both uses reach one weight
+with FSDP.summon_full_params(wrapped):
+    for (name, after), before in zip(model.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(before.detach() - after.detach(), before.grad, atol=2e-6, rtol=1e-4, msg=name)
+print("fsdp gradients match")
+"""
+
+
+def test_fsdp_gradients_of_the_chunked_losses_match_one_process(assets, tmp_path: Path) -> None:
+    """FSDP (gloo, CPU, 2 ranks): CE + KD from hidden states in chunks of 10 positions, the output layer
+    used inside the wrapped forward, give the one-process logit-based gradient (tied embeddings)."""
+    script = tmp_path / "fsdp_check.py"
+    script.write_text(FSDP_CHECK)
+    command = [_torchrun(), "--nproc_per_node=2", "--master_port", "29507", str(script), str(assets["student"])]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "fsdp gradients match" in result.stdout
 
 
 def test_cli_reports_the_run_as_one_json_document(assets, tmp_path: Path) -> None:

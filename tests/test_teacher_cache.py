@@ -111,7 +111,7 @@ def test_a_full_cache_gives_the_live_loss(assets, full_caches, loss: str, aggreg
     model = AutoModelForCausalLM.from_pretrained(spec["model"], dtype=torch.float32).eval()
     ids, mask = batch["teacher_input_ids"][name], batch["teacher_attention_mask"][name]
     teacher_logits = {"live": model(input_ids=ids, attention_mask=mask).logits.detach()}
-    teacher_logits["cache"] = cache.teacher_logits(ids, mask, batch["index"])
+    teacher_logits["cache"] = cache.teacher_output(ids, mask, batch["index"])
     z = torch.randn(*batch["input_ids"].shape, student.size, generator=torch.Generator().manual_seed(0))
     values, grads = {}, {}
     for kind, plan in (("live", live), ("cache", cache)):
@@ -147,7 +147,7 @@ def test_every_loss_reads_a_sparse_cache_without_nan(assets, sparse_cache, loss:
     )
     batch = collate(dataset.samples[:4])
     ids, mask = batch["teacher_input_ids"][plan.name], batch["teacher_attention_mask"][plan.name]
-    teacher_logits = plan.teacher_logits(ids, mask, batch["index"])
+    teacher_logits = plan.teacher_output(ids, mask, batch["index"])
     assert bool(torch.isinf(teacher_logits).any())
     z = torch.randn(*batch["input_ids"].shape, student.size, generator=torch.Generator().manual_seed(0))
     value, grad = _value_and_gradient(plan, teacher_logits, batch, plan.name, z)

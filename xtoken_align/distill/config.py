@@ -91,6 +91,9 @@ class LossSpec(_Strict):
     kd_weight: Annotated[float, Field(ge=0)] = 1.0
     ce_weight: Annotated[float, Field(ge=0)] = 0.1
     teacher_weighting: Literal["static", "ce", "entropy", "max_prob", "select"] = "static"
+    # losses from the final hidden states and output layer, this many positions at a time (forward and
+    # backward), never holding (positions, vocabulary) logits; 0: from full logits (losses/chunked.py)
+    chunk_positions: Annotated[int, Field(ge=0)] = 1024
 
     @model_validator(mode="after")
     def _bounds(self) -> LossSpec:

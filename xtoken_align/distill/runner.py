@@ -25,6 +25,7 @@ from xtoken_align.distill.checkpoints import restore_checkpoint, save_checkpoint
 from xtoken_align.distill.config import DistillConfig
 from xtoken_align.distill.distributed import Distributed
 from xtoken_align.distill.run_log import RunLog
+from xtoken_align.distill.student_terms import StudentTerms
 from xtoken_align.distill.summary import RunSummary
 from xtoken_align.distill.teachers import TeacherPlan, prepare_teachers
 from xtoken_align.distill.training_step import train_step
@@ -96,16 +97,17 @@ class DistillRunner:
                 continue
             model = AutoModelForCausalLM.from_pretrained(plan.spec.model, dtype=self.dtype)
             plan.model = model.to(self.dist.device).eval().requires_grad_(False)
-        self.wrapped = self.student
+        # CE and KD are computed in StudentTerms.forward, so the DDP/FSDP wrapper sees the output layer used
+        self.wrapped = StudentTerms(self.student, cfg.loss.chunk_positions)
         if self.dist.world > 1:
             if cfg.training.fsdp:
                 from torch.distributed.fsdp import FullyShardedDataParallel
 
-                self.wrapped = FullyShardedDataParallel(self.student)
+                self.wrapped = FullyShardedDataParallel(self.wrapped, device_id=self.dist.device)  # CPU too
             else:
                 from torch.nn.parallel import DistributedDataParallel
 
-                self.wrapped = DistributedDataParallel(self.student)
+                self.wrapped = DistributedDataParallel(self.wrapped)
 
     def _bf16(self) -> bool:
         wanted = self.config.training.precision

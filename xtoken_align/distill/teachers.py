@@ -16,6 +16,7 @@ import torch
 from xtoken_align.distill.cache.reader import TeacherCache
 from xtoken_align.distill.config import DistillConfig, TeacherSpec
 from xtoken_align.distill.losses import LossSetup, TeacherLoss, build_loss, loss_class, loss_names
+from xtoken_align.distill.student_terms import model_output
 from xtoken_align.errors import XTokenError
 from xtoken_align.formats import load_projection
 from xtoken_align.projection import Projection
@@ -33,12 +34,13 @@ class TeacherPlan:
     model: torch.nn.Module | None = None
     cache: TeacherCache | None = None
 
-    def teacher_logits(self, ids: torch.Tensor, mask: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """(B, T_t, V_T') teacher logits of a micro-batch: the live model's, or the cache's rebuilt
-        log-probabilities (B, T_t, V_T) for the samples `index` (B,)."""
+    def teacher_output(self, ids: torch.Tensor, mask: torch.Tensor, index: torch.Tensor, chunk_positions: int = 0):
+        """The teacher's side of a micro-batch for the losses: the cache's rebuilt log-probabilities
+        (B, T_t, V_T) for the samples `index` (B,), or the live model's logits (B, T_t, V_T'), or with
+        `chunk_positions` its hidden states and output layer (`OutputHead`, logits made per chunk)."""
         if self.cache is not None:
             return self.cache.logits(index, ids.shape[1], ids.device)
-        return self.model(input_ids=ids, attention_mask=mask).logits
+        return model_output(self.model, ids, mask, chunk_positions)
 
     def learned_projection(self) -> Projection | None:
         """The trained W (learn_w runs only), as a W file can hold it."""

@@ -18,7 +18,8 @@ from torch import nn
 
 from xtoken_align.distill.config import DistillConfig
 from xtoken_align.distill.distributed import Distributed
-from xtoken_align.distill.losses import combine, cross_entropy, kd_scale
+from xtoken_align.distill.losses import combine, kd_scale
+from xtoken_align.distill.student_terms import TeacherInput, teacher_stats
 from xtoken_align.distill.teachers import TeacherPlan, teacher_weights
 from xtoken_align.errors import XTokenError
 
@@ -34,8 +35,8 @@ def train_step(
     where: Distributed,
     bf16: bool,
 ) -> dict:
-    """Train on `batches` (this rank's micro-batches of global step `step`); `model` is the student as
-    wrapped for training (DDP/FSDP or itself)."""
+    """Train on `batches` (this rank's micro-batches of global step `step`); `model` is the student's
+    `StudentTerms` as wrapped for training (DDP/FSDP or itself)."""
     options = config.loss
     optimizer.zero_grad(set_to_none=True)
     sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "kd_scale": 0.0, "tokens": 0}
@@ -48,25 +49,18 @@ def train_step(
         skip_sync = where.world > 1 and not sync and hasattr(model, "no_sync")
         context = model.no_sync() if skip_sync else nullcontext()
         with context, torch.autocast(where.device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            ce = cross_entropy(logits, batch["labels"])
-            kds, stats = [], []
+            inputs, stats = [], []
             for plan in teachers:
+                t_ids = batch["teacher_input_ids"][plan.name]
+                t_mask = batch["teacher_attention_mask"][plan.name]
                 with torch.no_grad():
-                    t_ids = batch["teacher_input_ids"][plan.name]
-                    t_mask = batch["teacher_attention_mask"][plan.name]
-                    t_logits = plan.teacher_logits(t_ids, t_mask, batch["index"])
-                kds.append(
-                    plan.loss(
-                        logits,
-                        t_logits,
-                        batch["student_chunk"][plan.name],
-                        batch["teacher_chunk"][plan.name],
-                        batch["labels"],
-                        teacher_labels=_next_tokens(t_ids, t_mask),
-                    )
-                )
-                stats.append(_teacher_stats(t_logits[..., : plan.vocab.size], t_ids, t_mask))
+                    t_out = plan.teacher_output(t_ids, t_mask, batch["index"], options.chunk_positions)
+                s_chunk, t_chunk = batch["student_chunk"][plan.name], batch["teacher_chunk"][plan.name]
+                inputs.append(TeacherInput(plan.loss, t_out, s_chunk, t_chunk, _next_tokens(t_ids, t_mask)))
+                if options.teacher_weighting != "static" and len(teachers) > 1:
+                    stats.append(teacher_stats(t_out, t_ids, t_mask, plan.vocab.size))
+            # CE and KD in the wrapped module's forward, so DDP / FSDP see every use of the parameters
+            ce, kds = model(batch["input_ids"], batch["attention_mask"], batch["labels"], inputs)
             alphas = teacher_weights([p.spec.weight for p in teachers], stats, options.teacher_weighting)
             kd = sum(a * k for a, k in zip(alphas, kds, strict=True))
             mode = (options.combine, options.kd_weight)
@@ -122,15 +116,3 @@ def _next_tokens(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     following = torch.full_like(ids, -100)
     following[:, :-1] = torch.where(mask[:, 1:].bool(), ids[:, 1:], -100)
     return following
-
-
-def _teacher_stats(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-batch teacher CE on its own next tokens, mean entropy and mean max-probability."""
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    target = ids[:, 1:]
-    valid = mask[:, 1:].bool()
-    ce = -(logp.gather(-1, target.unsqueeze(-1)).squeeze(-1))[valid].mean()
-    probs = logp.exp()
-    entropy = -torch.where(probs > 0, probs * logp, 0.0).sum(-1)[valid].mean()  # 0·log 0 = 0 (cached teachers)
-    max_prob = probs.max(-1).values[valid].mean()
-    return {"ce": ce, "entropy": entropy, "max_prob": max_prob}

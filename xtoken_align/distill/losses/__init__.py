@@ -10,6 +10,9 @@ normalises across ranks) of the per-chunk loss, times τ². Chunk distributions 
 constants (detached). With no valid chunk the result is 0 with the student's graph intact. Every loss
 uses exactly the tokenizers' columns of padded output layers (W's shape for P-KL/H-KL, the
 vocabularies' sizes for GOLD, `student_size`/`teacher_size` for ULD, `size` for KD).
+Either side's logits may instead be an `OutputHead` (final hidden states and output layer): the same
+per-chunk formula then runs on `chunk_positions` positions at a time, forward and backward, and no
+(N, V) tensor is kept (chunked.py; docs/distill-interfaces.md).
 
     registry.py        the one list of losses: register_loss, loss_names, loss_class, make_loss, build_loss
     base.py            TeacherLoss (the traits a loss declares), LossSetup, ChunkLoss (the shared frame)
@@ -17,6 +20,7 @@ vocabularies' sizes for GOLD, `student_size`/`teacher_size` for ULD, `size` for 
     hybrid.py          h_kl, gold, uld   common set + sorted tail (student side: hybrid_student.py)
     same_tokenizer.py  kd     plain KL for a teacher with the student's tokenizer
     objective.py       cross_entropy, kd_scale, combine (Eq. 7)
+    chunked.py         OutputHead: the losses from hidden states and output layer, in position chunks
 
 Importing this package registers every loss, in the order above (p_kl, h_kl, gold, uld, kd). Logs are
 log(max(x, LOG_FLOOR)) with one floor for every dtype (aggregate.safe_log). Left out: alignment,
@@ -33,6 +37,7 @@ from xtoken_align.distill.losses.hybrid import GoldLoss, HKLLoss, HybridLoss, UL
 from xtoken_align.distill.losses.same_tokenizer import KDLoss  # isort: split
 
 from xtoken_align.distill.losses.base import ChunkLoss, LossSetup, TeacherLoss, real_columns
+from xtoken_align.distill.losses.chunked import OutputHead
 from xtoken_align.distill.losses.objective import SCALE_BOUNDS, combine, cross_entropy, kd_scale
 from xtoken_align.distill.losses.registry import (
     build_loss,
@@ -51,6 +56,7 @@ __all__ = [
     "HybridLoss",
     "KDLoss",
     "LossSetup",
+    "OutputHead",
     "PKLLoss",
     "TeacherLoss",
     "ULDLoss",

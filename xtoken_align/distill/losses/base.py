@@ -4,12 +4,15 @@ lay out chunks, reduce, scale by τ²).
 
 Output widths V_S' ≥ V_S, V_T' ≥ V_T may be padded (Qwen3's lm_head has 151,936 rows for 151,669
 tokens): `real_columns` keeps exactly the first V_S student and V_T teacher columns, the ids the
-tokenizers define, so padded columns take no part in any softmax and get zero gradient. Left out:
-the per-chunk formulas (one module per loss family).
+tokenizers define, so padded columns take no part in any softmax and get zero gradient. The frame
+takes logits or `OutputHead`s (hidden states and output layer) and calls the same per-chunk formula
+on the whole batch or group by group (chunked.py). Left out: the per-chunk formulas (one module per
+loss family).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -17,6 +20,14 @@ import torch
 from torch import Tensor, nn
 
 from xtoken_align.distill.aggregate import ChunkLayout, check_aggregation, compute_dtype
+from xtoken_align.distill.losses.chunked import (
+    OutputHead,
+    chunk_groups,
+    chunked_head_sum,
+    head_zero,
+    narrow_columns,
+    source_rows,
+)
 
 if TYPE_CHECKING:
     from xtoken_align.distill.config import LossSpec, TeacherSpec
@@ -97,27 +108,117 @@ class ChunkLoss(TeacherLoss):
 
     def forward(
         self,
-        student_logits: Tensor,
-        teacher_logits: Tensor,
+        student: Tensor | OutputHead,
+        teacher: Tensor | OutputHead,
         student_chunk: Tensor,
         teacher_chunk: Tensor,
         labels: Tensor | None = None,
         teacher_labels: Tensor | None = None,
     ) -> Tensor:
-        z_s = student_logits.reshape(-1, student_logits.shape[-1])  # (N_s, V_S'), then (N_s, V_S)
-        z_t = teacher_logits.detach().reshape(-1, teacher_logits.shape[-1])  # (N_t, V_T'), then (N_t, V_T)
-        z_s, z_t = real_columns(z_s, self.student_size, "student"), real_columns(z_t, self.teacher_size, "teacher")
-        self.stats = {}
+        """student / teacher: logits (B, T, V') or an `OutputHead` (hidden states and output layer,
+        computed in position chunks: chunked.py). The same per-chunk formula either way."""
         layout = ChunkLayout.build(student_chunk.reshape(-1), teacher_chunk.reshape(-1))
+        self.stats = {}
         if layout.n_chunks == 0:
-            return zero_loss(student_logits)
+            return head_zero(student) if isinstance(student, OutputHead) else zero_loss(student)
         flat = [None if x is None else x.reshape(-1) for x in (labels, teacher_labels)]
-        with torch.autocast(z_s.device.type, enabled=False):  # float32 math even inside a bf16 region
-            total = self.chunk_losses(z_s, z_t, layout, *flat).sum() * self.tau**2
+        if isinstance(student, OutputHead):
+            total, stats = self._chunked(student, teacher, layout, *flat)
+        else:
+            z_s = real_columns(student.reshape(-1, student.shape[-1]), self.student_size, "student")  # (N_s, V_S)
+            z_t = real_columns(_all_rows(teacher), self.teacher_size, "teacher")  # (N_t, V_T), no gradient
+            context = self.batch_context(lambda: column_max(z_t, layout.teacher.valid))
+            columns = self.teacher_columns(context)
+            read = z_t if columns is None else z_t.index_select(1, columns)  # the columns the formula reads
+            with torch.autocast(z_s.device.type, enabled=False):  # float32 math even inside a bf16 region
+                total = self.chunk_losses(z_s, read, layout, *flat, context).sum()
+                stats = {k: v.sum() for k, v in self.chunk_stats(z_t, layout, flat[1]).items()}
+        self.stats = {k: v / layout.n_chunks for k, v in stats.items()}
+        total = total * self.tau**2
         return total / layout.n_chunks if self.reduction == "mean" else total
 
+    def _chunked(self, student: OutputHead, teacher, layout: ChunkLayout, labels, teacher_labels):
+        """(Σ of the chunk losses, Σ of the chunk stats) group by group (chunked.py). A teacher pass over
+        full rows runs only when the context needs the column max or the formula reads fewer columns."""
+        groups = chunk_groups(layout, student.chunk_positions)
+        t_labels = [_pick(teacher_labels, g.teacher) for g in groups]
+        stats: dict[str, Tensor] = {}
+        seen: list[Tensor] = []  # (V_T,) column max per group, once the teacher pass has run
+
+        def add_stats(z_t: Tensor, number: int) -> None:
+            with torch.autocast(z_t.device.type, enabled=False):
+                for key, value in self.chunk_stats(z_t, groups[number].layout, t_labels[number]).items():
+                    stats[key] = stats.get(key, 0.0) + value.sum()
+
+        def teacher_pass() -> Tensor:
+            if not seen:
+                for number, group in enumerate(groups):
+                    z_t = real_columns(source_rows(teacher, group.teacher), self.teacher_size, "teacher")
+                    seen.append(z_t.amax(0))
+                    add_stats(z_t, number)
+            return torch.stack(seen).amax(0)
+
+        context = self.batch_context(teacher_pass)
+        columns = self.teacher_columns(context)
+        if columns is not None:
+            teacher_pass()  # the stats need full rows; the loss pass computes only `columns`
+            teacher = narrow_columns(teacher, columns)
+
+        def group_loss(z: Tensor, number: int) -> Tensor:
+            group = groups[number]
+            z_t = source_rows(teacher, group.teacher)
+            z_t = z_t if columns is not None else real_columns(z_t, self.teacher_size, "teacher")
+            if not seen:
+                add_stats(z_t, number)
+            z_s = real_columns(z, self.student_size, "student")
+            with torch.autocast(z_s.device.type, enabled=False):
+                return self.chunk_losses(z_s, z_t, group.layout, _pick(labels, group.student), t_labels[number],
+                                         context).sum()  # fmt: skip
+
+        return chunked_head_sum(group_loss, student, groups, list(self.parameters())), stats
+
+    def batch_context(self, teacher_column_max: Callable[[], Tensor]) -> object:
+        """What the per-chunk formula needs from the whole micro-batch, before any chunk (P-KL: its top-k
+        columns); `teacher_column_max()` -> (V_T,) the max teacher logit over valid positions, on demand."""
+        return None
+
+    def teacher_columns(self, context: object) -> Tensor | None:
+        """(k,) the teacher ids `chunk_losses` reads (P-KL: its top-k columns), None for all: it then gets
+        z_t[:, those] only, and a teacher `OutputHead` computes only those logits in the loss pass."""
+        return None
+
     def chunk_losses(
-        self, z_s: Tensor, z_t: Tensor, layout: ChunkLayout, labels: Tensor | None, teacher_labels: Tensor | None
+        self,
+        z_s: Tensor,
+        z_t: Tensor,
+        layout: ChunkLayout,
+        labels: Tensor | None,
+        teacher_labels: Tensor | None,
+        context: object,
     ) -> Tensor:
-        """(K,) loss of each valid chunk."""
+        """(K,) loss of each valid chunk of `layout`; z_s (N_s, V_S), z_t (N_t, V_T) the rows it indexes
+        (only the columns `teacher_columns` names, when it names some)."""
         raise NotImplementedError
+
+    def chunk_stats(self, z_t: Tensor, layout: ChunkLayout, teacher_labels: Tensor | None) -> dict[str, Tensor]:
+        """Detached diagnostics per valid chunk, {name: (K,)}; `stats` holds their mean over chunks."""
+        return {}
+
+
+def _pick(x: Tensor | None, rows: Tensor) -> Tensor | None:
+    return None if x is None else x.index_select(0, rows)
+
+
+def _all_rows(source: Tensor | OutputHead) -> Tensor:
+    """(N, V') every row's logits, without gradient."""
+    if isinstance(source, OutputHead):
+        return source_rows(source, torch.arange(source.rows.shape[0], device=source.rows.device))
+    return source.detach().reshape(-1, source.shape[-1])
+
+
+def column_max(z: Tensor, valid: Tensor) -> Tensor:
+    """(N, V) -> (V,) max over the valid rows, without copying them out."""
+    if bool(valid.all()):
+        return z.amax(0)
+    out = torch.full((2, z.shape[-1]), -torch.inf, dtype=z.dtype, device=z.device)
+    return out.scatter_reduce_(0, (~valid).long().unsqueeze(1).expand_as(z), z, "amax")[0]

@@ -41,7 +41,7 @@ class HybridLoss(ChunkLoss):
         self.register_buffer("common_teacher", common_teacher.long(), persistent=False)
         self.tail = int(tail)
 
-    def chunk_losses(self, z_s, z_t, layout, labels, teacher_labels):
+    def chunk_losses(self, z_s, z_t, layout, labels, teacher_labels, context):
         agg, tau, dtype = self.aggregation, self.tau, compute_dtype(z_s)
         common_s, common_t = self.common_student, self.common_teacher
         q_t = chunk_distribution(z_t, layout.teacher, agg, tau, teacher_labels)  # (K, V_T)

@@ -10,17 +10,28 @@ from torch import Tensor, nn
 
 from xtoken_align.distill.aggregate import IGNORE_INDEX, compute_dtype
 from xtoken_align.distill.losses.base import zero_loss
+from xtoken_align.distill.losses.chunked import OutputHead, chunked_head_sum, head_zero, position_groups
 
 SCALE_BOUNDS = (0.01, 100.0)  # the dynamic KD scale's range (TRL's X-Token port clamps to the same)
 
 
-def cross_entropy(student_logits: Tensor, labels: Tensor) -> Tensor:
-    """Mean next-token CE in float32 over labels ≠ -100; 0 (graph intact) when every label is -100."""
-    z = student_logits.reshape(-1, student_logits.shape[-1])
+def cross_entropy(student: Tensor | OutputHead, labels: Tensor) -> Tensor:
+    """Mean next-token CE in float32 over labels ≠ -100, over every output column; 0 (graph intact) when
+    every label is -100. student: logits (B, T, V') or an `OutputHead` (position chunks, chunked.py)."""
     labels = labels.reshape(-1)
-    if not bool((labels != IGNORE_INDEX).any()):
-        return zero_loss(student_logits)
-    return nn.functional.cross_entropy(z.to(compute_dtype(z)), labels, ignore_index=IGNORE_INDEX)
+    keep = labels != IGNORE_INDEX
+    if not bool(keep.any()):
+        return head_zero(student) if isinstance(student, OutputHead) else zero_loss(student)
+    if isinstance(student, OutputHead):
+        groups = position_groups(keep, student.chunk_positions)
+        total = chunked_head_sum(lambda z, number: _ce_sum(z, labels[groups[number].student]), student, groups)
+        return total / int(keep.sum())
+    return _ce_sum(student.reshape(-1, student.shape[-1]), labels) / int(keep.sum())
+
+
+def _ce_sum(z: Tensor, labels: Tensor) -> Tensor:
+    """Σ over rows with a label of −log softmax(z)[label]; z (n, V')."""
+    return nn.functional.cross_entropy(z.to(compute_dtype(z)), labels, ignore_index=IGNORE_INDEX, reduction="sum")
 
 
 def kd_scale(

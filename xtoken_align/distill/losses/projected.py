@@ -13,6 +13,8 @@ depend on a log floor or dtype. Left out: building W (xtoken_align.projection), 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -54,15 +56,25 @@ class PKLLoss(ChunkLoss):
         options = setup.options
         return cls(w, topk=options.topk, student=options.topk_student, **cls.chunk_options(setup))
 
-    def chunk_losses(self, z_s, z_t, layout, labels, teacher_labels):
-        student, teacher, reachable = layout.student, layout.teacher, self.w.reachable
+    def batch_context(self, teacher_column_max: Callable[[], Tensor]) -> Tensor | None:
+        """(k,) sorted teacher ids the loss compares: those W reaches, the `topk` with the highest teacher
+        logit at any valid position of the micro-batch when there are more; None = every id."""
+        reachable = self.w.reachable
+        n_reachable = int(reachable.sum())
+        if self.topk >= n_reachable:
+            return None if n_reachable == len(reachable) else torch.nonzero(reachable).squeeze(1)
+        importance = teacher_column_max().masked_fill(~reachable, -torch.inf)
+        return torch.topk(importance, self.topk, sorted=False).indices.sort().values
+
+    def teacher_columns(self, context: Tensor | None) -> Tensor | None:
+        return context  # the formula reads the teacher only on its columns
+
+    def chunk_losses(self, z_s, z_t, layout, labels, teacher_labels, context):
+        student, teacher, columns = layout.student, layout.teacher, context
         k, agg, tau, dtype = layout.n_chunks, self.aggregation, self.tau, compute_dtype(z_s)
-        columns = self.columns(z_t, teacher.valid)  # (k,) sorted teacher ids, or None for all of them
-        self.stats["unreachable"] = unreachable_mass(z_t, ~reachable, teacher.targets(agg), teacher.count, agg, tau)
-        t_small = z_t if columns is None else z_t.index_select(1, columns)  # (N_t, k)
         # a cached teacher's row may be −inf on every column (nothing stored there): it counts 0, not NaN
-        p_t = chunk_sum(softmax(t_small, tau, dtype).nan_to_num_(0.0), teacher.targets(agg), k)
-        p_t = p_t / p_t.sum(-1, keepdim=True).clamp_min(LOG_FLOOR)  # renormalised within S (cancels chain's factor)
+        p_t = chunk_sum(softmax(z_t, tau, dtype).nan_to_num_(0.0), teacher.targets(agg), k)  # z_t: (N_t, k)
+        p_t = p_t / p_t.sum(-1, keepdim=True).clamp_min(LOG_FLOOR)  # renormalised within the columns
         projected = self.w.project_logits(z_s.to(dtype) if tau == 1.0 else z_s.to(dtype) / tau, columns)  # (N_s, k)
         q = chunk_sum(projected, student.targets(agg), k)
         if self.student == "renormalise":
@@ -71,32 +83,20 @@ class PKLLoss(ChunkLoss):
             q = q * log_scale(z_s, student, agg, tau, labels).exp()[:, None]
         return (p_t * (safe_log(p_t) - safe_log(q))).sum(-1)
 
-    def columns(self, z_t: Tensor, valid: Tensor) -> Tensor | None:
-        """(k,) sorted teacher ids the loss compares: those W reaches, the `topk` with the highest teacher
-        logit at any valid position of the micro-batch when there are more; None = every id."""
-        reachable = self.w.reachable
-        n_reachable = int(reachable.sum())
-        if self.topk >= n_reachable:
-            return None if n_reachable == len(reachable) else torch.nonzero(reachable).squeeze(1)
-        importance = column_max(z_t, valid).masked_fill(~reachable, -torch.inf)
-        return torch.topk(importance, self.topk, sorted=False).indices.sort().values
+    def chunk_stats(self, z_t, layout, teacher_labels):
+        teacher, agg = layout.teacher, self.aggregation
+        unreachable = ~self.w.reachable
+        return {"unreachable": unreachable_mass(z_t, unreachable, teacher.targets(agg), teacher.count, agg, self.tau)}
 
 
 @torch.no_grad()
 def unreachable_mass(z_t: Tensor, unreachable: Tensor, target: Tensor, count: Tensor, agg: str, tau: float) -> Tensor:
-    """Mean over chunks of the teacher's chunk probability on ids W cannot reach (0 when W reaches all).
+    """(K,) the teacher's chunk probability on ids W cannot reach (0 when W reaches all).
     z_t (N_t, V_T), unreachable (V_T,) bool, target (N_t,) chunk per row, count (K,) positions per chunk."""
     if not bool(unreachable.any()):
-        return torch.zeros((), dtype=compute_dtype(z_t), device=z_t.device)
-    z = z_t.to(compute_dtype(z_t)) / tau
+        return torch.zeros(len(count), dtype=compute_dtype(z_t), device=z_t.device)
+    z = z_t.to(compute_dtype(z_t))
+    z = z if tau == 1.0 else z / tau
     share = (torch.logsumexp(z[:, unreachable], -1) - torch.logsumexp(z, -1)).exp()  # (N_t,)
     per_chunk = chunk_sum(share[:, None], target, len(count))[:, 0]  # (K,)
-    return (per_chunk / count if agg == "mean" else per_chunk).mean()  # chain's factor cancels in a share
-
-
-def column_max(z: Tensor, valid: Tensor) -> Tensor:
-    """(N, V) -> (V,) max over the valid rows, without copying them out."""
-    if bool(valid.all()):
-        return z.amax(0)
-    out = torch.full((2, z.shape[-1]), -torch.inf, dtype=z.dtype, device=z.device)
-    return out.scatter_reduce_(0, (~valid).long().unsqueeze(1).expand_as(z), z, "amax")[0]
+    return per_chunk / count if agg == "mean" else per_chunk  # chain's factor cancels in a share

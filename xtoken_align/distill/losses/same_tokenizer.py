@@ -13,6 +13,7 @@ from torch import Tensor
 
 from xtoken_align.distill.aggregate import IGNORE_INDEX, compute_dtype
 from xtoken_align.distill.losses.base import LossSetup, TeacherLoss, real_columns, zero_loss
+from xtoken_align.distill.losses.chunked import OutputHead, chunked_head_sum, head_zero, position_groups, source_rows
 from xtoken_align.distill.losses.registry import register_loss
 
 
@@ -36,29 +37,47 @@ class KDLoss(TeacherLoss):
 
     def forward(
         self,
-        student_logits: Tensor,
-        teacher_logits: Tensor,
+        student: Tensor | OutputHead,
+        teacher: Tensor | OutputHead,
         student_chunk: Tensor | None = None,
         teacher_chunk: Tensor | None = None,
         labels: Tensor | None = None,
         teacher_labels: Tensor | None = None,
     ) -> Tensor:
-        z_s = real_columns(student_logits.reshape(-1, student_logits.shape[-1]), self.size, "student")
-        z_t = real_columns(teacher_logits.detach().reshape(-1, teacher_logits.shape[-1]), self.size, "teacher")
-        if z_s.shape != z_t.shape:
-            raise ValueError(f"kd needs the same positions and vocabulary, got {student_logits.shape} and "
-                             f"{teacher_logits.shape}")  # fmt: skip
-        if labels is not None:
-            keep = labels.reshape(-1) != IGNORE_INDEX
-            if not bool(keep.any()):
-                return zero_loss(student_logits)
-            if not bool(keep.all()):
+        """student / teacher: logits (B, T, V') or an `OutputHead` (position chunks, chunked.py)."""
+        n_rows = student.rows.shape[0] if isinstance(student, OutputHead) else student[..., 0].numel()
+        keep = None if labels is None else labels.reshape(-1) != IGNORE_INDEX
+        if keep is not None and not bool(keep.any()):
+            return head_zero(student) if isinstance(student, OutputHead) else zero_loss(student)
+        if isinstance(student, OutputHead):
+            device = student.rows.device
+            groups = position_groups(torch.ones(n_rows, dtype=torch.bool, device=device) if keep is None else keep,
+                                     student.chunk_positions)  # fmt: skip
+
+            def group_sum(z: Tensor, number: int) -> Tensor:
+                return self.position_sum(z, source_rows(teacher, groups[number].teacher))
+
+            total = chunked_head_sum(group_sum, student, groups)
+        else:
+            z_s = student.reshape(-1, student.shape[-1])
+            z_t = teacher.detach().reshape(-1, teacher.shape[-1])
+            if keep is not None and not bool(keep.all()):
                 z_s, z_t = z_s[keep], z_t[keep]
+            total = self.position_sum(z_s, z_t)
+        count = n_rows if keep is None else int(keep.sum())
+        return total / count if self.reduction == "mean" else total
+
+    def position_sum(self, z_s: Tensor, z_t: Tensor) -> Tensor:
+        """τ² Σ over rows of KL(p_T ‖ p_S); z_s (n, V_S'), z_t (n, V_T') the same positions."""
+        z_s, z_t = real_columns(z_s, self.size, "student"), real_columns(z_t, self.size, "teacher")
+        if z_s.shape != z_t.shape:
+            raise ValueError(
+                f"kd needs the same positions and vocabulary, got {tuple(z_s.shape)} and {tuple(z_t.shape)}"
+            )
         dtype = compute_dtype(z_s)
         z_s, z_t = z_s.to(dtype), z_t.to(dtype)
         if self.tau != 1.0:
             z_s, z_t = z_s / self.tau, z_t / self.tau
         log_p_s, log_p_t = torch.log_softmax(z_s, -1), torch.log_softmax(z_t, -1)
         p_t = log_p_t.exp()  # 0 where a cached teacher stores nothing (log p = −inf): 0·log 0 = 0
-        total = torch.where(p_t > 0, p_t * (log_p_t - log_p_s), 0.0).sum() * self.tau**2
-        return total / z_s.shape[0] if self.reduction == "mean" else total
+        return torch.where(p_t > 0, p_t * (log_p_t - log_p_s), 0.0).sum() * self.tau**2
