@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from xtoken_align.cli.common import add_json, emit, non_negative_int, positive_int
 from xtoken_align.errors import XTokenError
@@ -17,14 +18,43 @@ def _needs_torch() -> None:
         raise XTokenError("distillation needs torch: pip install 'xtoken-align[distill]'")
 
 
+def quiet_libraries() -> None:
+    """Our progress only: no third-party loading bars or advisory warnings on the terminal."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
+def say(message: str) -> None:
+    """A progress line on stderr (stdout stays the report, e.g. `--json`), on the main rank only."""
+    if os.environ.get("RANK", "0") == "0":
+        print(message, file=sys.stderr, flush=True)
+
+
 def cmd_distill(args: argparse.Namespace) -> None:
     _needs_torch()
+    if (args.config is None) == (not args.demo):
+        raise XTokenError("give --config run.yaml, or --demo for a first run with tiny models")
+    if args.steps is not None and not args.demo:
+        raise XTokenError("--steps is for --demo; with --config, override training.steps=N")
+    quiet_libraries()
+    say("starting: loading torch and transformers")
     from xtoken_align.distill.config import DistillConfig
     from xtoken_align.distill.runner import DistillRunner
     from xtoken_align.distill.summary import run_text
 
-    config = DistillConfig.load(args.config, args.overrides)
-    summary = DistillRunner(config).run(resume=args.resume, stop_after=args.stop_after)
+    if args.demo:
+        from xtoken_align.distill.demo_run import prepare_demo
+
+        config = prepare_demo(args.demo_dir, args.steps or 30, say)
+        config = config.overridden(args.overrides)
+    else:
+        config = DistillConfig.load(args.config, args.overrides)
+    summary = DistillRunner(config, log=say).run(resume=args.resume, stop_after=args.stop_after)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one report for the run, not one per process
         emit(summary, args.json, run_text)
 
@@ -44,7 +74,12 @@ def cmd_cache_teacher(args: argparse.Namespace) -> None:
 
 def register(commands: argparse._SubParsersAction) -> None:
     distill = commands.add_parser("distill", help="distil a student from one or several teachers (torch)")
-    distill.add_argument("--config", required=True, help="run config (YAML); see xtoken_align/distill/config.py")
+    distill.add_argument("--config", help="run config (YAML); see xtoken_align/distill/config.py and examples/")
+    distill.add_argument(
+        "--demo", action="store_true", help="a first run in minutes: tiny models, the real Llama-3 and Qwen3 tokenizers"
+    )
+    distill.add_argument("--steps", type=positive_int, help="--demo: training steps (default 30)")
+    distill.add_argument("--demo-dir", default="demo", help="--demo: its folder (default demo)")
     distill.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. training.steps=50")
     distill.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output.dir")
     distill.add_argument("--stop-after", type=positive_int, help="checkpoint and exit after this step (resume later)")

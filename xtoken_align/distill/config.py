@@ -146,8 +146,17 @@ class DistillConfig(_Strict):
     def load(cls, path: str | Path, overrides: list[str] = ()) -> DistillConfig:
         data = read_config(path) or {}
         for item in overrides:
-            _override(data, item)
+            apply_override(data, item)
         return cls.from_dict(data, origin=str(path))
+
+    def overridden(self, overrides: list[str], origin: str = "overrides") -> DistillConfig:
+        """This config with dotted `key=value` overrides applied (validated again)."""
+        if not overrides:
+            return self
+        data = self.model_dump(mode="json")
+        for item in overrides:
+            apply_override(data, item)
+        return DistillConfig.from_dict(data, origin=origin)
 
     @classmethod
     def from_dict(cls, data: dict, origin: str = "config") -> DistillConfig:
@@ -161,7 +170,7 @@ class DistillConfig(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def _override(data: dict, item: str) -> None:
+def apply_override(data: dict, item: str) -> None:
     """Apply `a.b.0.c=value` (value parsed as YAML) to nested dicts/lists."""
     key, sep, raw = item.partition("=")
     if not sep or not key:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +35,22 @@ from xtoken_align.vocab import Vocab, load_vocab
 
 
 class DistillRunner:
-    def __init__(self, config: DistillConfig) -> None:
+    def __init__(self, config: DistillConfig, log: Callable[[str], None] | None = None) -> None:
+        """`log`: where progress lines go (the CLI: stderr, with the time since start); None: nowhere."""
         self.config = config
         self.dist = Distributed.from_env()
         self.out = Path(config.output.dir)
+        self.started = time.perf_counter()
+        self._log = log
         self.log = RunLog(self.out, config, self.dist.main)
         # Everything that can be wrong with the config fails here, before any model is loaded.
+        self.say(f"reading the tokenizers and W of {len(config.teachers)} teacher(s)")
         self.student_vocab: Vocab = load_vocab(config.student.tokenizer or config.student.model)
         self.teachers: list[TeacherPlan] = prepare_teachers(config, self.student_vocab)
+
+    def say(self, message: str) -> None:
+        if self._log is not None and self.dist.main:
+            self._log(f"[{time.perf_counter() - self.started:6.1f} s] {message}")
 
     # ---- set-up -------------------------------------------------------------------------------
     def _seed(self, seed: int) -> None:
@@ -132,7 +141,10 @@ class DistillRunner:
         or pre-emptible jobs; a later `resume` continues exactly where it stopped)."""
         cfg = self.config
         self._seed(cfg.training.seed)
+        self.say("encoding and aligning the training texts for the student and every teacher")
         self._load_data()
+        live = sum(plan.cache is None for plan in self.teachers)
+        self.say(f"loading the student and {live} live teacher(s) ({len(self.teachers) - live} from a cache)")
         self._load_models()
         self._optimiser()
         start = self._restore() if resume else 0
@@ -140,6 +152,7 @@ class DistillRunner:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(cfg.dump())
         end = min(cfg.training.steps, stop_after or cfg.training.steps)
+        self.say(f"training steps {start + 1}-{end} of {cfg.training.steps} on {len(self.dataset):,} samples")
         bar = self.log.progress(start, end)
         last: dict = {}
         for step in bar:
@@ -155,11 +168,22 @@ class DistillRunner:
             if cfg.output.eval_every and (step + 1) % cfg.output.eval_every == 0:
                 self._evaluate(step + 1)
         if end < cfg.training.steps:
-            return RunSummary(output=str(self.out), steps=end, stopped_at=end, last=last, eval=None)
+            return self._report(RunSummary(output=str(self.out), steps=end, stopped_at=end, last=last, eval=None))
+        if start < end:
+            self.say("evaluating the student")
         summary = self._evaluate(end) if start < end else {}
         if self.dist.main:
             self._finish()
-        return RunSummary(output=str(self.out), steps=end, stopped_at=None, last=last, eval=summary)
+        return self._report(RunSummary(output=str(self.out), steps=end, stopped_at=None, last=last, eval=summary))
+
+    def _report(self, summary: RunSummary) -> RunSummary:
+        """Name every file the run folder holds in the summary, and write it there as summary.json."""
+        if not self.dist.main:
+            return summary
+        summary = summary.with_artifacts(self.out)
+        (self.out / "summary.json").write_text(summary.model_dump_json(indent=2) + "\n")
+        self.say(f"done: everything is in {self.out}/ (summary.json lists it)")
+        return summary
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def _save(self, step: int) -> None:

@@ -5,9 +5,20 @@ Kept free of torch so that the JSON schemas of every command can be listed witho
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from xtoken_align.report import Report
+
+# What a run folder may hold, in the order the summary lists it.
+ARTIFACTS = {
+    "config": "config.yaml",  # the run's config, as validated
+    "metrics": "metrics.jsonl",  # one record per logged step
+    "plot": "metrics.html",  # the curves (plotly, self-contained)
+    "eval": "eval.jsonl",  # one record per evaluation
+    "summary": "summary.json",  # this summary
+    "checkpoint": "checkpoints/latest",  # names the newest checkpoint folder
+}
 
 
 class RunSummary(Report):
@@ -18,6 +29,17 @@ class RunSummary(Report):
     stopped_at: int | None  # set when `--stop-after` paused the run before `training.steps`
     last: dict[str, Any]  # the last step's logged metrics (losses, kd_scale, tokens_per_s, ...)
     eval: dict[str, Any] | None  # the final evaluation (next-token report, GSM8K exact match); None when paused
+    artifacts: dict[str, str] = {}  # what -> path of every file the run wrote (the student, learned Ws, ...)
+
+    def with_artifacts(self, out: Path) -> RunSummary:
+        """This summary with `artifacts` naming every output in the run folder `out`."""
+        found = {name: out / file for name, file in ARTIFACTS.items() if name == "summary" or (out / file).exists()}
+        latest = out / "checkpoints" / "latest"
+        if latest.is_file():  # the student as the last checkpoint saved it: a Hugging Face model folder
+            found["student"] = out / "checkpoints" / latest.read_text().strip() / "student"
+        for learned in sorted(out.glob("W-learned-*.safetensors")):
+            found[learned.stem.removeprefix("W-")] = learned
+        return self.model_copy(update={"artifacts": {name: str(path) for name, path in found.items()}})
 
 
 def run_text(summary: RunSummary) -> str:
@@ -30,5 +52,6 @@ def run_text(summary: RunSummary) -> str:
     for name, value in (summary.eval or {}).items():
         if name != "step":
             lines.append(f"eval {name}: {value}")
-    lines.append(f"outputs in {summary.output} (metrics.jsonl, metrics.html, checkpoints)")
+    lines.append(f"outputs in {summary.output}/:")
+    lines += [f"  {name:<12} {path}" for name, path in summary.artifacts.items()] or ["  (none yet)"]
     return "\n".join(lines)

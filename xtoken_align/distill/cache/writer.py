@@ -11,6 +11,7 @@ Left out: what is stored per position (signal.py), reading a cache back (reader.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -129,16 +130,28 @@ def _cache_one(plan, manifest, folder, dataset, config, where, batch_size) -> Ca
         bf16 = _bf16(config)
         model = AutoModelForCausalLM.from_pretrained(plan.spec.model, dtype=torch.bfloat16 if bf16 else torch.float32)
         model = model.to(where.device).eval().requires_grad_(False)
-        bar = tqdm(missing, desc=f"cache {plan.name}", unit="shard", disable=not where.main or None)
-        for j in bar:
-            started = time.perf_counter()
-            indices = range(j * manifest.shard_samples, min((j + 1) * manifest.shard_samples, len(dataset)))
-            tensors = shard_tensors(model, plan.name, dataset, list(indices), manifest, batch_size, where.device, bf16)
+        shards = [
+            range(j * manifest.shard_samples, min((j + 1) * manifest.shard_samples, len(dataset))) for j in missing
+        ]
+        # Progress per batch of samples (a shard can take minutes), with teacher tokens/s and the ETA.
+        bar = tqdm(
+            total=sum(map(len, shards)), desc=f"cache {plan.name}", unit="sample", disable=not where.main or None
+        )
+        started = time.perf_counter()
+
+        def advance(samples: int, tokens: int) -> None:
+            nonlocal positions
+            positions += tokens
+            bar.update(samples)
+            bar.set_postfix(tok_s=f"{positions / (time.perf_counter() - started):,.0f}")
+
+        for j, indices in zip(missing, shards, strict=True):
+            tensors = shard_tensors(model, plan.name, dataset, list(indices), manifest, batch_size, where.device, bf16,
+                                    advance)  # fmt: skip
             with atomic_path(folder / shard_name(j)) as temp:
                 save_file(tensors, str(temp), metadata={"format": manifest.format})  # one key: byte-stable
-            seconds += time.perf_counter() - started
-            positions += len(tensors["residual"])
-            bar.set_postfix(tok_s=f"{positions / seconds:,.0f}")
+        bar.close()
+        seconds = time.perf_counter() - started
     return CachedTeacher(
         name=plan.name, folder=str(folder), shards=manifest.shards, written=len(missing),
         reused=len(mine) - len(missing), positions=positions, tokens_per_s=round(positions / max(seconds, 1e-9), 1),
@@ -147,9 +160,11 @@ def _cache_one(plan, manifest, folder, dataset, config, where, batch_size) -> Ca
 
 @torch.no_grad()
 def shard_tensors(model, name: str, dataset: DistillDataset, indices: list[int], manifest: CacheManifest,
-                  batch_size: int, device: torch.device, bf16: bool) -> dict[str, np.ndarray]:  # fmt: skip
+                  batch_size: int, device: torch.device, bf16: bool,
+                  advance: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:  # fmt: skip
     """The arrays of one shard: per sample its offsets, teacher ids and chunk ids, per teacher position
-    its sparse signal (signal.py), in `indices` order, batched `batch_size` samples at a time."""
+    its sparse signal (signal.py), in `indices` order, batched `batch_size` samples at a time;
+    `advance(samples, teacher tokens)` after each batch."""
     parts: dict[str, list[np.ndarray]] = {}
     vocab_size = manifest.teacher_vocab_size
     for start in range(0, len(indices), batch_size):
@@ -177,6 +192,8 @@ def shard_tensors(model, name: str, dataset: DistillDataset, indices: list[int],
             _add(parts, "topk_ids", found["topk_ids"])
             _add(parts, "sample_ids", found["sample_ids"])
             _add(parts, "sample_counts", found["sample_counts"].astype(np.uint16))
+        if advance is not None:
+            advance(len(samples), int(mask.sum()))
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
     lengths = arrays.pop("length").reshape(-1, 2)
     arrays["index"] = np.asarray(indices, dtype=np.int64)
