@@ -77,8 +77,11 @@ def _config(folder: Path, steps: int, teacher: dict) -> DistillConfig:
             "teachers": [
                 {"name": "qwen3", **teacher, "projection": str(folder / "W-llama3-qwen3.safetensors"), "loss": "p_kl"}
             ],
-            "data": {"train": [str(folder / "data" / "train.jsonl")], "eval": [str(folder / "data" / "eval.jsonl")],
-                     "max_length": 128},  # fmt: skip
+            "data": {
+                "train": [str(folder / "data" / "train.jsonl")],
+                "eval": [str(folder / "data" / "eval.jsonl")],
+                "max_length": 128,
+            },  # fmt: skip
             "training": {"steps": steps, "batch_size": 4, "grad_accum": 1, "lr": 3e-4, "warmup_steps": 2},
             "output": {"dir": str(folder / "run"), "save_every": max(steps, 1), "log_every": 1},
             "eval": {"texts": EVAL_TEXTS, "gsm8k_problems": 0},
