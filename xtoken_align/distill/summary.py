@@ -50,7 +50,14 @@ def run_text(summary: RunSummary) -> str:
         + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.last.items())
     )
     for name, value in (summary.eval or {}).items():
-        if name != "step":
+        if name == "step":
+            continue
+        if isinstance(value, dict):  # e.g. next_token: per category {tokens, accuracy, p_true}
+            for key, inner in value.items():
+                shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in inner.items()) \
+                    if isinstance(inner, dict) else inner  # fmt: skip
+                lines.append(f"eval {name} {key}: {shown}")
+        else:
             lines.append(f"eval {name}: {value}")
     lines.append(f"outputs in {summary.output}/:")
     lines += [f"  {name:<12} {path}" for name, path in summary.artifacts.items()] or ["  (none yet)"]
