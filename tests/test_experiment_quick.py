@@ -32,3 +32,7 @@ def test_quick_study_writes_a_finite_table(tmp_path: Path) -> None:
         assert f"| {method} | 1 |" in table
     assert (tmp_path / "charts.html").stat().st_size > 100_000  # plotly.js inlined
     assert (tmp_path / "numerals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Teachers ran once, into caches, and the student runs read those caches (no teacher model).
+    assert set(results["teacher_cache"]["teachers"]) == {"qwen3", "o200k", "llama3"}
+    run = (tmp_path / "students" / "p_kl-qwen3-seed0" / "config.yaml").read_text()
+    assert f"cache: {tmp_path / 'cache' / 'qwen3'}" in run and "teachers/qwen3" not in run

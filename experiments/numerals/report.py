@@ -187,6 +187,8 @@ def write_report(results: dict, folder: Path, before: dict | None = None) -> Non
         "`student_steps` more with its method. Teachers: CE-only pre-training with the runner (1-layer",
         "same-tokenizer kd teacher, weight 0).",
         "",
+        cache_line(results),
+        "",
         vocab_line(results),
         "",
         "## Students (Llama-3 tokenizer), held-out GSM8K test solutions + held-out arithmetic",
@@ -247,3 +249,16 @@ def write_report(results: dict, folder: Path, before: dict | None = None) -> Non
             "so no claim of the paper is tested here; this run only proves the pipeline works.",
         ]
     (folder / "results.md").write_text("\n".join(md) + "\n")
+
+
+def cache_line(results: dict) -> str:
+    """How the student runs saw their teachers: cached once (and how long that took) or live."""
+    cache = results.get("teacher_cache")
+    if cache is None:
+        return "Teachers ran live in every student run (`--live-teachers`)."
+    per = ", ".join(
+        f"{name} {t['positions']:,} positions at {t['tokens_per_s']:,.0f}/s" for name, t in cache["teachers"].items()
+    )
+    how = f"top-K {cache['topk']}, {cache['sampled']} sampled, {cache['logp_dtype']} log-probs"
+    took = f"{cache['wall_s']:.0f} s ({per})"
+    return f"Teachers were run once into caches (`cache-teacher`: {how}) in {took}; every student run read them."

@@ -161,6 +161,34 @@ def train(cfg, out: Path) -> float:
     return time.perf_counter() - started
 
 
+CACHE = {"topk": 64, "sampled": 64, "logp_dtype": "float32"}  # per teacher position (docs/teacher-cache.md)
+
+
+def cache_teachers_once(teachers: dict, data: dict, out: Path, s: dict, results: dict, log) -> dict[str, Path]:
+    """Each pre-trained teacher run once over the training data (`cache-teacher`); every student run
+    then reads its cache. Made without W (W does not enter the stored signal), so one cache serves
+    every loss; the same data, cuts and max_length as the student runs."""
+    from xtoken_align.distill.cache.writer import cache_teachers
+
+    specs = [{"name": name, "model": str(weights), "tokenizer": str(init), "loss": "kd" if name == "llama3" else "uld"}
+             for name, (weights, init) in teachers.items()]  # fmt: skip
+    started = time.perf_counter()
+    student = out / "init" / "null-llama3"  # any Llama-3 folder: caching reads the student's tokenizer only
+    cfg = config(student, specs, data, out / "cache-run", s, steps=1, seed=0)
+    report = cache_teachers(cfg, out / "cache", None, seed=0, **CACHE)
+    results["teacher_cache"] = {"wall_s": time.perf_counter() - started, **CACHE,
+                                "teachers": {t.name: t.model_dump() for t in report.teachers}}  # fmt: skip
+    log(f"teachers cached once in {results['teacher_cache']['wall_s']:.0f}s")
+    return {t.name: Path(t.folder) for t in report.teachers}
+
+
+def teacher_source(name: str, teachers: dict, caches: dict[str, Path]) -> dict:
+    """A student run's teacher: its cache, or (with --live-teachers) its model and tokenizer folders."""
+    if name in caches:
+        return {"cache": str(caches[name])}
+    return {"model": str(teachers[name][0]), "tokenizer": str(teachers[name][1])}
+
+
 def latest(out: Path) -> Path:
     return out / "checkpoints" / (out / "checkpoints" / "latest").read_text().strip() / "student"
 
@@ -227,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=HERE / "output")
     p.add_argument("--full-vocab", action="store_true", help="full 128k-200k output layers (for a GPU)")
     p.add_argument("--headline", action="store_true", help="headline rows and h_kl-qwen3 only, every seed")
+    p.add_argument("--live-teachers", action="store_true",
+                   help="run the teacher models in every student run (default: cache each teacher once)")  # fmt: skip
     args = p.parse_args(argv)
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the runner picks cuda whenever it sees one
@@ -278,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         results["teachers"][name] = {"wall_s": wall, **evaluate(teachers[name], vocabs[name], data, s, device)}
         teachers[name] = (teachers[name], init)
         log(f"teacher {name}: {results['teachers'][name]['nats_per_char']:.3f} nats/char in {wall:.0f}s")
+    caches = {} if args.live_teachers else cache_teachers_once(teachers, data, out, s, results, log)
 
     table = methods()
     for seed in range(seeds):
@@ -301,8 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             names = [*HEADLINE, "h_kl-qwen3"]
         for name in names:
             specs = [
-                {"name": f"{t['teacher']}-{i}", "model": str(teachers[t["teacher"]][0]),
-                 "tokenizer": str(teachers[t["teacher"]][1]), "loss": t["loss"],
+                {"name": f"{t['teacher']}-{i}", **teacher_source(t["teacher"], teachers, caches), "loss": t["loss"],
                  "weight": t.get("weight", 1.0), "learn_w": t.get("learn_w", False),
                  "projection": str(ws[t["teacher"]]) if t["loss"] in ("p_kl", "h_kl") else None}
                 for i, t in enumerate(table[name])
@@ -325,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     results["command"] = "python experiments/numerals/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
     results["settings"] = {"scale": s, "lr": LR, "warmup": WARMUP,
                            "topk": TOPK, "tail": TAIL, "seeds": seeds, "device": args.device,
-                           "full_vocab": args.full_vocab}  # fmt: skip
+                           "full_vocab": args.full_vocab,
+                           "teachers": "live" if args.live_teachers else CACHE}  # fmt: skip
     from report import write_report  # the study's own helper, next to this file
 
     before = HERE / "results-before-issue12.json"  # the published run before the loss fixes (issue 12)
