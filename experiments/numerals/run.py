@@ -266,11 +266,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--device cuda: no CUDA device is visible to torch")
 
     from xtoken_align.distill.models import tiny_model
+    from xtoken_align.distill.run_log import quiet_libraries
     from xtoken_align.formats import save_projection
     from xtoken_align.projection import build_projection
     from xtoken_align.restrict import restrict
     from xtoken_align.vocab import load_vocab
 
+    quiet_libraries()  # the study's own log lines, not transformers' loading bars
     mode = "quick" if args.quick else args.scale
     s, seeds = SCALES[mode], args.seeds or (1 if mode == "quick" else 3)
     out, device, t0 = args.out.resolve(), torch.device(args.device), time.perf_counter()

@@ -18,17 +18,6 @@ def _needs_torch() -> None:
         raise XTokenError("distillation needs torch: pip install 'xtoken-align[distill]'")
 
 
-def quiet_libraries() -> None:
-    """Our progress only: no third-party loading bars or advisory warnings on the terminal."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()
-
-
 def say(message: str) -> None:
     """A progress line on stderr (stdout stays the report, e.g. `--json`), on the main rank only."""
     if os.environ.get("RANK", "0") == "0":
@@ -41,6 +30,8 @@ def cmd_distill(args: argparse.Namespace) -> None:
         raise XTokenError("give --config run.yaml, or --demo for a first run with tiny models")
     if args.steps is not None and not args.demo:
         raise XTokenError("--steps is for --demo; with --config, override training.steps=N")
+    from xtoken_align.distill.run_log import quiet_libraries  # imports transformers: after the checks above
+
     quiet_libraries()
     say("starting: loading torch and transformers")
     from xtoken_align.distill.config import DistillConfig

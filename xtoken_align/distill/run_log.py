@@ -6,11 +6,23 @@ at the end, `metrics.html` (the curves). Left out: computing the records (traini
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from tqdm import tqdm
 
 from xtoken_align.distill.config import DistillConfig
+
+
+def quiet_libraries() -> None:
+    """Our progress only: no third-party loading bars or advisory warnings on the terminal."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
 
 
 class RunLog:
