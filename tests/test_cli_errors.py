@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -31,8 +32,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def refused(result: subprocess.CompletedProcess[str], *named: str) -> None:
-    """One error line naming every string in `named`, status 2, no traceback."""
-    lines = result.stderr.splitlines()
+    """One error line naming every string in `named`, status 2, no traceback (before it, at most
+    `distill`'s progress lines: `starting: ...`, `[  0.0 s] ...`)."""
+    lines = [line for line in result.stderr.splitlines() if not re.match(r"(starting: |\[ *\d+\.\d s\] )", line)]
     assert result.returncode == 2, result.stderr
     assert len(lines) == 1 and lines[0].startswith("xtoken-align: error: "), result.stderr
     for text in named:

@@ -187,3 +187,25 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     """PyYAML's multi-line message cut to its one-line problem: "mapping values are not allowed here"."""
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     return " ".join(problem.split())
+
+
+def apply_override(data: dict, item: str) -> None:
+    """Apply `a.b.0.c=value` (value parsed as YAML) to nested dicts/lists."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise XTokenError(f"override '{item}' is not key=value")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise XTokenError(f"override '{item}': value is not valid YAML ({yaml_problem(exc)})") from None
+    *path, last = key.split(".")
+    try:
+        node = data
+        for part in path:
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+    except (ValueError, IndexError, TypeError, AttributeError):
+        raise XTokenError(f"override '{item}': '{key}' does not name a place in the config") from None

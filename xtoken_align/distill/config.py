@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from xtoken_align.config import read_config, yaml_problem
+from xtoken_align.config import apply_override, read_config
 from xtoken_align.distill.losses import loss_class, loss_names
 from xtoken_align.errors import XTokenError
 
@@ -168,25 +168,3 @@ class DistillConfig(_Strict):
 
     def dump(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
-
-
-def apply_override(data: dict, item: str) -> None:
-    """Apply `a.b.0.c=value` (value parsed as YAML) to nested dicts/lists."""
-    key, sep, raw = item.partition("=")
-    if not sep or not key:
-        raise XTokenError(f"override '{item}' is not key=value")
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise XTokenError(f"override '{item}': value is not valid YAML ({yaml_problem(exc)})") from None
-    *path, last = key.split(".")
-    try:
-        node = data
-        for part in path:
-            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-        if isinstance(node, list):
-            node[int(last)] = value
-        else:
-            node[last] = value
-    except (ValueError, IndexError, TypeError, AttributeError):
-        raise XTokenError(f"override '{item}': '{key}' does not name a place in the config") from None
