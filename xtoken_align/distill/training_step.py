@@ -2,6 +2,9 @@
 every teacher's KD term, weighted (teachers.teacher_weights) and combined (Eq. 7), backpropagated
 with gradients all-reduced once, on the last micro-batch; then clipping, AdamW and the schedule.
 
+`micro_batch_terms` is one micro-batch's objective, the one the Hugging Face Trainer (hf.py) uses too,
+with `term_counts` for normalising it by a whole step's counts.
+
 Returns the step's record for metrics.jsonl (loss, ce, kd, kd_scale, kd/<teacher>, unreachable/<teacher>
 for P-KL teachers, grad_norm, lr, tokens), averaged over ranks. Left out: which micro-batches a step
 takes and everything around the loop (runner.py).
