@@ -82,10 +82,16 @@ def runner_order(cfg: DistillConfig, steps: int) -> list[int]:
     return order[: steps * cfg.training.batch_size]
 
 
-def test_trainer_follows_the_runner(assets, tmp_path: Path) -> None:
-    """Same data (in the runner's order), seed and config: the Trainer's ce, kd and loss per step are the
-    runner's to rel 1e-4 (the runner logs 6 decimals)."""
+@pytest.mark.parametrize("teacher", ["live", "cached"])
+def test_trainer_follows_the_runner(assets, tmp_path: Path, teacher: str) -> None:
+    """Same data (in the runner's order), seed and config, the teacher live or read from its cache: the
+    Trainer's ce, kd and loss per step are the runner's to rel 1e-4 (the runner logs 6 decimals)."""
     cfg = config(assets, tmp_path / "runner")
+    if teacher == "cached":
+        from xtoken_align.distill.cache.writer import cache_teachers
+
+        cache_teachers(cfg, tmp_path / "cache", None, topk=256, sampled=16, seed=0)
+        cfg = config(assets, tmp_path / "runner", teacher={"model": None, "cache": str(tmp_path / "cache" / "qwen")})
     DistillRunner(cfg).run()
     expected = [json.loads(line) for line in (tmp_path / "runner" / "metrics.jsonl").read_text().splitlines()]
     texts = training_texts(cfg)
