@@ -18,7 +18,8 @@ its adapters; `learn_w` teachers' W values join the optimizer (lr `training.w_lr
 
 Left out: the runner's evaluation and curves (use the Trainer's callbacks), resuming a Trainer
 checkpoint (`resume_from_checkpoint`: the saved model is the student, the trained module wraps it),
-FSDP and DeepSpeed (untested here).
+FSDP and DeepSpeed (untested here), several GPUs in one process (`nn.DataParallel`: launch one process
+per GPU with accelerate or torchrun instead).
 """
 
 from __future__ import annotations
@@ -108,7 +109,9 @@ class XTokenDistillationTrainer(Trainer):
         for plan in self.teachers:
             plan.loss.to(device)
             if plan.cache is None:
-                teacher = given.get(plan.name) or AutoModelForCausalLM.from_pretrained(plan.spec.model, dtype=dtype)
+                teacher = given.get(plan.name)
+                if teacher is None:
+                    teacher = AutoModelForCausalLM.from_pretrained(plan.spec.model, dtype=dtype)
                 plan.model = teacher.to(device).eval().requires_grad_(False)
         self._sums: dict[str, float] = {}  # ce, kd, kd_scale, kd/<teacher>... of the micro-batches since the last log
         self._micro = 0
