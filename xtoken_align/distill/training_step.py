@@ -2,6 +2,9 @@
 every teacher's KD term, weighted (teachers.teacher_weights) and combined (Eq. 7), backpropagated
 with gradients all-reduced once, on the last micro-batch; then clipping, AdamW and the schedule.
 
+`micro_batch_terms` is one micro-batch's objective, the one the Hugging Face Trainer (hf.py) uses too,
+with `term_counts` for normalising it by a whole step's counts.
+
 Returns the step's record for metrics.jsonl (loss, ce, kd, kd_scale, kd/<teacher>, unreachable/<teacher>
 for P-KL teachers, grad_norm, lr, tokens), averaged over ranks. Left out: which micro-batches a step
 takes and everything around the loop (runner.py).
@@ -11,12 +14,13 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 
-from xtoken_align.distill.config import DistillConfig
+from xtoken_align.distill.config import DistillConfig, LossSpec
 from xtoken_align.distill.distributed import Distributed
 from xtoken_align.distill.losses import combine, kd_scale
 from xtoken_align.distill.student_terms import TeacherInput, teacher_stats
@@ -39,8 +43,8 @@ def train_step(
     `StudentTerms` as wrapped for training (DDP/FSDP or itself)."""
     options = config.loss
     optimizer.zero_grad(set_to_none=True)
-    sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "kd_scale": 0.0, "tokens": 0}
-    per_teacher: dict[str, float] = {}  # "kd/<name>", and "unreachable/<name>" for P-KL teachers
+    sums: dict[str, float] = {}  # loss, ce, kd, kd_scale, kd/<name>, unreachable/<name> (P-KL teachers)
+    tokens = 0
     accum = len(batches)
     for number, batch in enumerate(batches):
         batch = {k: _to(v, where.device) for k, v in batch.items()}
@@ -49,49 +53,85 @@ def train_step(
         skip_sync = where.world > 1 and not sync and hasattr(model, "no_sync")
         context = model.no_sync() if skip_sync else nullcontext()
         with context, torch.autocast(where.device.type, dtype=torch.bfloat16, enabled=bf16):
-            inputs, stats = [], []
-            for plan in teachers:
-                t_ids = batch["teacher_input_ids"][plan.name]
-                t_mask = batch["teacher_attention_mask"][plan.name]
-                with torch.no_grad():
-                    t_out = plan.teacher_output(t_ids, t_mask, batch["index"], options.chunk_positions)
-                s_chunk, t_chunk = batch["student_chunk"][plan.name], batch["teacher_chunk"][plan.name]
-                inputs.append(TeacherInput(plan.loss, t_out, s_chunk, t_chunk, _next_tokens(t_ids, t_mask)))
-                if options.teacher_weighting != "static" and len(teachers) > 1:
-                    stats.append(teacher_stats(t_out, t_ids, t_mask, plan.vocab.size))
-            # CE and KD in the wrapped module's forward, so DDP / FSDP see every use of the parameters
-            ce, kds = model(batch["input_ids"], batch["attention_mask"], batch["labels"], inputs)
-            alphas = teacher_weights([p.spec.weight for p in teachers], stats, options.teacher_weighting)
-            kd = sum(a * k for a, k in zip(alphas, kds, strict=True))
-            mode = (options.combine, options.kd_weight)
-            loss = combine(ce, kd, *mode, options.ce_weight, options.scale_bounds())
-            (loss / accum).backward()
-        sums["loss"] += float(loss.detach()) / accum
-        sums["ce"] += float(ce.detach()) / accum
-        sums["kd"] += float(kd.detach()) / accum
-        sums["kd_scale"] += float(kd_scale(ce, kd, *mode, options.scale_bounds())) / accum
-        sums["tokens"] += int(batch["attention_mask"].sum())
-        for plan, value in zip(teachers, kds, strict=True):
-            found = {f"kd/{plan.name}": value.detach()}
-            if "unreachable" in plan.loss.stats:  # teacher mass W cannot reach (P-KL)
-                found[f"unreachable/{plan.name}"] = plan.loss.stats["unreachable"]
-            for key, x in found.items():
-                per_teacher[key] = per_teacher.get(key, 0.0) + float(x) / accum
+            terms = micro_batch_terms(batch, model, teachers, options)
+            (terms.loss / accum).backward()
+        for key, value in terms.metrics(teachers).items():
+            sums[key] = sums.get(key, 0.0) + value / accum
+        tokens += int(batch["attention_mask"].sum())
     _sync_loss_gradients(teachers, where)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.training.clip)
     optimizer.step()
     scheduler.step()
     record = {
         "step": step + 1,
-        **{k: round(where.mean(v), 6) for k, v in sums.items() if k != "tokens"},
-        **{k: round(where.mean(v), 6) for k, v in per_teacher.items()},
+        **{k: round(where.mean(v), 6) for k, v in sums.items()},
         "grad_norm": round(float(grad_norm), 4),
         "lr": scheduler.get_last_lr()[0],
-        "tokens": sums["tokens"] * where.world,
+        "tokens": tokens * where.world,
     }
     if not all(math.isfinite(v) for k, v in record.items() if isinstance(v, float)):
         raise XTokenError(f"non-finite loss at step {step + 1}: {record}")
     return record
+
+
+@dataclass
+class MicroBatchTerms:
+    """One micro-batch's objective and its parts: CE, the teachers' KD terms (means), their weighted
+    sum kd, the Eq. 7 factor on kd, and `loss` the combination (or, given `shares`, its normalised part)."""
+
+    loss: Tensor
+    combined: Tensor  # the combination of the means (= loss without shares)
+    ce: Tensor
+    kd: Tensor
+    kds: list[Tensor]
+    scale: Tensor
+
+    def metrics(self, teachers: list[TeacherPlan]) -> dict[str, float]:
+        """loss (the means' combination), ce, kd, kd_scale, kd/<teacher>, unreachable/<teacher> (P-KL)."""
+        found = {"loss": self.combined, "ce": self.ce, "kd": self.kd, "kd_scale": self.scale}
+        for plan, value in zip(teachers, self.kds, strict=True):
+            found[f"kd/{plan.name}"] = value
+            if "unreachable" in plan.loss.stats:  # teacher mass W cannot reach (P-KL)
+                found[f"unreachable/{plan.name}"] = plan.loss.stats["unreachable"]
+        return {key: float(value.detach()) for key, value in found.items()}
+
+
+def micro_batch_terms(
+    batch: dict, model: nn.Module, teachers: list[TeacherPlan], options: LossSpec, shares: list[float] | None = None
+) -> MicroBatchTerms:
+    """CE + KD per teacher + teacher weights + Eq. 7 on one micro-batch (`collate`'s dict, on the device);
+    `model` the student's `StudentTerms` (wrapped or not). `loss` is the combination of the micro-batch's
+    means; with `shares` [CE's, each teacher's] (this micro-batch's count over the step's count,
+    `term_counts`) each mean is weighed by its share, the weights and the Eq. 7 scale still taken from
+    the means: then the step's micro-batch losses sum to per-token CE and per-chunk KD over the step."""
+    inputs, stats = [], []
+    for plan in teachers:
+        t_ids, t_mask = batch["teacher_input_ids"][plan.name], batch["teacher_attention_mask"][plan.name]
+        with torch.no_grad():
+            t_out = plan.teacher_output(t_ids, t_mask, batch["index"], options.chunk_positions)
+        s_chunk, t_chunk = batch["student_chunk"][plan.name], batch["teacher_chunk"][plan.name]
+        inputs.append(TeacherInput(plan.loss, t_out, s_chunk, t_chunk, _next_tokens(t_ids, t_mask)))
+        if options.teacher_weighting != "static" and len(teachers) > 1:
+            stats.append(teacher_stats(t_out, t_ids, t_mask, plan.vocab.size))
+    # CE and KD in the wrapped module's forward, so DDP / FSDP see every use of the parameters
+    ce, kds = model(batch["input_ids"], batch["attention_mask"], batch["labels"], inputs)
+    alphas = teacher_weights([p.spec.weight for p in teachers], stats, options.teacher_weighting)
+    kd = sum(a * k for a, k in zip(alphas, kds, strict=True))
+    mode = (options.combine, options.kd_weight)
+    combined = combine(ce, kd, *mode, options.ce_weight, options.scale_bounds())
+    loss = combined
+    if shares is not None:
+        parts = (ce * shares[0], sum(a * k * f for a, k, f in zip(alphas, kds, shares[1:], strict=True)))
+        loss = combine(ce, kd, *mode, options.ce_weight, options.scale_bounds(), parts=parts)
+    return MicroBatchTerms(loss, combined, ce, kd, kds, kd_scale(ce, kd, *mode, options.scale_bounds()))
+
+
+def term_counts(batch: dict, teachers: list[TeacherPlan]) -> list[int]:
+    """[CE's labelled positions, each teacher's KD terms (valid chunks; positions for kd)] of a batch:
+    what `micro_batch_terms`'s means are over."""
+    labels = batch["labels"]
+    chunks = [p.loss.count(batch["student_chunk"][p.name], batch["teacher_chunk"][p.name], labels) for p in teachers]
+    return [int((labels != -100).sum()), *chunks]
 
 
 def _sync_loss_gradients(teachers: list[TeacherPlan], where: Distributed) -> None:

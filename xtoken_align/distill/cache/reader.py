@@ -20,7 +20,7 @@ from xtoken_align.distill.cache.ids import unpack_ids
 from xtoken_align.distill.cache.manifest import TOKENIZER, CacheManifest, check_manifest, shard_name
 from xtoken_align.distill.cache.signal import rebuild
 from xtoken_align.distill.config import DistillConfig, TeacherSpec
-from xtoken_align.distill.data import DistillDataset
+from xtoken_align.distill.data import DistillDataset, DistillSample
 from xtoken_align.errors import XTokenError
 from xtoken_align.vocab import Vocab, load_vocab
 
@@ -74,14 +74,21 @@ class TeacherCache:
             raise XTokenError(f"teacher '{name}': cache {self.folder} holds {self.manifest.samples} samples, the run "
                               f"has {len(dataset)}; cache again (xtoken-align cache-teacher)")  # fmt: skip
         for sample in dataset.samples:
-            a = sample.alignments[name]
-            same = np.array_equal(self._ids(sample.index, "input_ids"), a.teacher_ids)
-            chunks = self._rows(sample.index, ("teacher_chunk",))["teacher_chunk"]
-            same = same and np.array_equal(chunks, a.teacher_chunk)
-            student = self._rows(sample.index, ("student_chunk",), student=True)["student_chunk"]
-            if not (same and np.array_equal(student, a.student_chunk)):
-                raise XTokenError(f"teacher '{name}': cache {self.folder} differs from the run's data at sample "
-                                  f"{sample.index} (teacher ids or chunk ids); cache again")  # fmt: skip
+            self.verify_sample(sample, name)
+
+    def verify_sample(self, sample: DistillSample, name: str) -> None:
+        """Refuse a sample whose teacher ids or chunk ids are not those stored at its index."""
+        if not 0 <= sample.index < self.manifest.samples:
+            raise XTokenError(f"teacher '{name}': cache {self.folder} holds samples 0-{self.manifest.samples - 1}, "
+                              f"not {sample.index}")  # fmt: skip
+        a = sample.alignments[name]
+        same = np.array_equal(self._ids(sample.index, "input_ids"), a.teacher_ids)
+        chunks = self._rows(sample.index, ("teacher_chunk",))["teacher_chunk"]
+        same = same and np.array_equal(chunks, a.teacher_chunk)
+        student = self._rows(sample.index, ("student_chunk",), student=True)["student_chunk"]
+        if not (same and np.array_equal(student, a.student_chunk)):
+            raise XTokenError(f"teacher '{name}': cache {self.folder} differs from the run's data at sample "
+                              f"{sample.index} (teacher ids or chunk ids); cache again")  # fmt: skip
 
     def logits(self, index: torch.Tensor, length: int, device: torch.device) -> torch.Tensor:
         """(B,) training-set indices -> (B, length, V_T) float32 teacher log p̂ (−inf where p̂ = 0);

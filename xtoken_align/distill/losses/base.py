@@ -65,6 +65,11 @@ class TeacherLoss(nn.Module):
         """The loss of one teacher of a run."""
         raise NotImplementedError
 
+    def count(self, student_chunk: Tensor, teacher_chunk: Tensor, labels: Tensor) -> int:
+        """How many terms a micro-batch's mean is over (its denominator), for a caller that normalises
+        by the count of several micro-batches (gradient accumulation: distill/hf.py)."""
+        raise NotImplementedError
+
 
 def zero_loss(logits: Tensor) -> Tensor:
     """0 that still backpropagates (zeros) into the student."""
@@ -100,6 +105,10 @@ class ChunkLoss(TeacherLoss):
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         self.aggregation, self.tau, self.reduction = check_aggregation(aggregation), float(tau), reduction
         self.student_size, self.teacher_size = student_size, teacher_size
+
+    def count(self, student_chunk: Tensor, teacher_chunk: Tensor, labels: Tensor) -> int:
+        """The micro-batch's valid chunks (present on both sides)."""
+        return ChunkLayout.build(student_chunk.reshape(-1), teacher_chunk.reshape(-1)).n_chunks
 
     @staticmethod
     def chunk_options(setup: LossSetup) -> dict:

@@ -59,9 +59,13 @@ def combine(
     kd_weight: float = 1.0,
     ce_weight: float = 0.1,
     bounds: tuple[float, float] = SCALE_BOUNDS,
+    parts: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """Total loss. dynamic (Eq. 7): kd_scale(ce, kd)·kd + ce, so KD's gradient is rescaled to CE's
     magnitude and keeps its direction (weights unused; kd = 0 gives ce). fixed: kd_weight·kd +
-    ce_weight·ce (reference defaults 1.0 / 0.1)."""
+    ce_weight·ce (reference defaults 1.0 / 0.1). `parts`: the (ce, kd) to weigh in place of ce and kd,
+    the scale still taken from ce and kd (a micro-batch's means, its parts normalised by the counts of
+    the whole accumulated step: distill/hf.py)."""
     scale = kd_scale(ce, kd, mode, kd_weight, bounds)
-    return scale * kd + (ce_weight * ce if mode == "fixed" else ce)
+    ce_part, kd_part = (ce, kd) if parts is None else parts
+    return scale * kd_part + (ce_weight * ce_part if mode == "fixed" else ce_part)

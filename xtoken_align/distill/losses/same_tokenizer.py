@@ -67,6 +67,10 @@ class KDLoss(TeacherLoss):
         count = n_rows if keep is None else int(keep.sum())
         return total / count if self.reduction == "mean" else total
 
+    def count(self, student_chunk: Tensor | None, teacher_chunk: Tensor | None, labels: Tensor) -> int:
+        """The micro-batch's positions with a label (what the mean is over)."""
+        return int((labels != IGNORE_INDEX).sum())
+
     def position_sum(self, z_s: Tensor, z_t: Tensor) -> Tensor:
         """τ² Σ over rows of KL(p_T ‖ p_S); z_s (n, V_S'), z_t (n, V_T') the same positions."""
         z_s, z_t = real_columns(z_s, self.size, "student"), real_columns(z_t, self.size, "teacher")

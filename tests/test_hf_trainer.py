@@ -1,0 +1,210 @@
+"""`XTokenDistillationTrainer` (distill/hf.py) on CPU: tiny random Llama/Qwen3 models with the real
+Llama-3 and Qwen3 tokenizers, against the runner on the same data, seed and config; a LoRA student;
+gradient accumulation normalised by the step's counts; and `accelerate launch` with 2 processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import gsm8k, vocab
+
+from xtoken_align.distill.config import DistillConfig
+from xtoken_align.distill.hf import XTokenDataCollator, XTokenDistillationTrainer, training_texts
+from xtoken_align.distill.models import tiny_model
+from xtoken_align.distill.runner import DistillRunner
+from xtoken_align.formats import save_projection
+from xtoken_align.projection import build_projection
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("hf")
+    data = root / "train.jsonl"
+    texts = gsm8k("train")[:16]
+    texts[1] = texts[1][:60]  # a short text: micro-batches of different chunk counts
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    w = save_projection(build_projection(vocab("llama3"), vocab("qwen3"), progress=False), root / "W.safetensors")
+    return {
+        "data": data,
+        "w": w,
+        "student": tiny_model("llama", vocab("llama3"), root / "student", seed=1),
+        "qwen": tiny_model("qwen3", vocab("qwen3"), root / "qwen", seed=2),
+        "llama_teacher": tiny_model("llama", vocab("llama3"), root / "llama-teacher", hidden=96, seed=3),
+        "root": root,
+    }
+
+
+def config(assets, out: Path, loss: str = "p_kl", options: dict | None = None, **training) -> DistillConfig:
+    teacher = {"name": "qwen", "model": str(assets["qwen"]), "loss": loss, "projection": str(assets["w"])}
+    return DistillConfig.from_dict(
+        {
+            "student": {"model": str(assets["student"])},
+            "teachers": [teacher | training.pop("teacher", {})],
+            "data": {"train": [str(assets["data"])], "max_length": 64},
+            "training": {"steps": 3, "batch_size": 4, "lr": 3e-3, "warmup_steps": 1, "seed": 0, **training},
+            "loss": {"topk": 2048, "tail": 1024, **(options or {})},
+            "output": {"dir": str(out), "save_every": 100},
+            "eval": {"texts": 2},
+        }
+    )
+
+
+def arguments(out: Path, cfg: DistillConfig, **extra):
+    from transformers import TrainingArguments
+
+    t = cfg.training
+    return TrainingArguments(
+        output_dir=str(out), max_steps=t.steps, per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum, learning_rate=t.lr, warmup_steps=t.warmup_steps,
+        lr_scheduler_type="cosine", weight_decay=0.0, max_grad_norm=t.clip, optim="adamw_torch", seed=t.seed,
+        logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, train_sampling_strategy="sequential",
+        dataloader_num_workers=0, **extra,
+    )  # fmt: skip
+
+
+def student(assets):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(assets["student"], dtype=torch.float32)
+
+
+def runner_order(cfg: DistillConfig, steps: int) -> list[int]:
+    """The runner's sample order for `steps` steps of one micro-batch (runner._micro_batches)."""
+    order = torch.randperm(16, generator=torch.Generator().manual_seed(cfg.training.seed * 1000)).tolist()
+    return order[: steps * cfg.training.batch_size]
+
+
+@pytest.mark.parametrize("teacher", ["live", "cached"])
+def test_trainer_follows_the_runner(assets, tmp_path: Path, teacher: str) -> None:
+    """Same data (in the runner's order), seed and config, the teacher live or read from its cache: the
+    Trainer's ce, kd and loss per step are the runner's to rel 1e-4 (the runner logs 6 decimals)."""
+    cfg = config(assets, tmp_path / "runner")
+    if teacher == "cached":
+        from xtoken_align.distill.cache.writer import cache_teachers
+
+        cache_teachers(cfg, tmp_path / "cache", None, topk=256, sampled=16, seed=0)
+        cfg = config(assets, tmp_path / "runner", teacher={"model": None, "cache": str(tmp_path / "cache" / "qwen")})
+    DistillRunner(cfg).run()
+    expected = [json.loads(line) for line in (tmp_path / "runner" / "metrics.jsonl").read_text().splitlines()]
+    texts = training_texts(cfg)
+    items = [texts[i] for i in runner_order(cfg, cfg.training.steps)]
+    trainer = XTokenDistillationTrainer(student(assets), cfg, arguments(tmp_path / "hf", cfg), train_dataset=items)
+    trainer.train()
+    logged = [r for r in trainer.state.log_history if "ce" in r]
+    assert len(logged) == len(expected) == 3
+    for ours, theirs in zip(logged, expected, strict=True):
+        for key in ("loss", "ce", "kd", "kd/qwen", "kd_scale", "unreachable/qwen"):
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-6), key
+
+
+def test_lora_student_trains_its_adapter_and_a_learned_w(assets, tmp_path: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    from xtoken_align.formats import load_projection
+
+    cfg = config(assets, tmp_path, steps=2, teacher={"learn_w": True})
+    model = get_peft_model(student(assets), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    trainer = XTokenDistillationTrainer(model, cfg, arguments(tmp_path / "hf", cfg), train_dataset=training_texts(cfg))
+    trainer.train()
+    trainer.save_model()
+    after = dict(model.named_parameters())
+    lora = [k for k in before if "lora_" in k]
+    assert lora and all(after[k].requires_grad for k in lora)
+    assert any(not torch.equal(before[k], after[k]) for k in lora if "lora_B" in k)  # the adapter learned
+    assert all(torch.equal(before[k], after[k]) for k in before if "lora_" not in k)  # the base stayed frozen
+    out = tmp_path / "hf"
+    assert (out / "adapter_config.json").is_file() and (out / "distill-config.yaml").is_file()
+    learned = load_projection(out / "W-learned-qwen.safetensors", vocab("llama3"), vocab("qwen3"))
+    original = load_projection(assets["w"])
+    assert learned.matrix.nnz == original.matrix.nnz and (learned.matrix != original.matrix).nnz > 0
+
+
+def _gradient(trainer, batches: list[dict]) -> dict[str, torch.Tensor]:
+    model = trainer.model
+    model.zero_grad(set_to_none=True)
+    counts = trainer._get_num_items_in_batch(batches, torch.device("cpu"))
+    for batch in batches:
+        trainer.compute_loss(model, batch, num_items_in_batch=counts).backward()
+    return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("chunk_positions", [0, 24])
+def test_accumulation_is_normalised_by_the_step_counts(assets, tmp_path: Path, chunk_positions: int) -> None:
+    """One micro-batch of 4 samples and two of 2 give the same gradient although the two micro-batches
+    hold different numbers of tokens and chunks (H-KL and same-tokenizer KD, fixed combination)."""
+    cfg = config(assets, tmp_path, "h_kl", {"combine": "fixed", "chunk_positions": chunk_positions})
+    data = cfg.model_dump(mode="json")
+    data["teachers"].append({"name": "llama", "model": str(assets["llama_teacher"]), "loss": "kd", "weight": 0.5})
+    cfg = DistillConfig.from_dict(data)
+    trainer = XTokenDistillationTrainer(student(assets), cfg, arguments(tmp_path / "hf", cfg))
+    collator: XTokenDataCollator = trainer.data_collator
+    items = [training_texts(cfg)[i] for i in (1, 5, 2, 3)]  # sample 1 is short
+    whole, halves = collator(items), [collator(items[:2]), collator(items[2:])]
+    counts = [trainer._get_num_items_in_batch([h], torch.device("cpu")).tolist() for h in halves]
+    assert all(a != b for a, b in zip(*counts, strict=True))  # tokens and chunks differ between the halves
+    one, two = _gradient(trainer, [whole]), _gradient(trainer, halves)
+    assert one.keys() == two.keys() and one
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-7, msg=key)
+    model = trainer.model  # the mean of the two micro-batches' means (TRL's bug) is another gradient
+    model.zero_grad(set_to_none=True)
+    for half in halves:
+        (trainer.compute_loss(model, half) / 2).backward()
+    naive = {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
+    assert not all(torch.allclose(naive[k], one[k], rtol=1e-3) for k in one)
+
+
+ACCELERATE_RUN = """
+import json, sys, torch
+from transformers import AutoModelForCausalLM, TrainingArguments
+from xtoken_align.distill.config import DistillConfig
+from xtoken_align.distill.hf import XTokenDistillationTrainer, training_texts
+cfg = DistillConfig.load(sys.argv[1])
+accum, out = int(sys.argv[2]), sys.argv[3]
+args = TrainingArguments(output_dir=out, max_steps=3, per_device_train_batch_size=2, gradient_accumulation_steps=accum,
+    learning_rate=3e-3, warmup_steps=1, lr_scheduler_type="cosine", optim="adamw_torch", logging_steps=1,
+    save_strategy="no", report_to=[], use_cpu=True, train_sampling_strategy="sequential", dataloader_num_workers=0)
+model = AutoModelForCausalLM.from_pretrained(cfg.student.model, dtype=torch.float32)
+trainer = XTokenDistillationTrainer(model, cfg, args, train_dataset=training_texts(cfg))
+trainer.train()
+if trainer.is_world_process_zero():
+    rows = [r for r in trainer.state.log_history if "ce" in r]
+    open(out + "/curve.json", "w").write(json.dumps(rows))
+"""
+
+
+def test_accelerate_two_processes_follow_one_with_double_accumulation(assets, tmp_path: Path) -> None:
+    """`accelerate launch --multi_gpu --num_processes 2` on CPUs (DDP over gloo), accumulation 1, follows one process
+    with accumulation 2: the same samples per step, the step's counts summed over the processes."""
+    script = tmp_path / "run.py"
+    script.write_text(ACCELERATE_RUN)
+    path = tmp_path / "run.yaml"
+    path.write_text(config(assets, tmp_path / "unused", options={"chunk_positions": 40}).dump())
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    curves = {}
+    for name, procs, accum in (("single", 1, 2), ("ddp", 2, 1)):
+        out = tmp_path / name
+        out.mkdir()
+        # `--cpu` would take accelerate's one-process launcher whatever --num_processes says; `--multi_gpu`
+        # launches through torch elastic, and the processes fall back to gloo on CPUs (use_cpu=True).
+        launcher = ["--multi_gpu"] if procs > 1 else ["--cpu"]
+        command = [accelerate, "launch", *launcher, "--num_processes", str(procs), "--num_machines", "1",
+                   "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(29520 + procs),
+                   str(script), str(path), str(accum), str(out)]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        curves[name] = json.loads((out / "curve.json").read_text())
+    assert len(curves["single"]) == len(curves["ddp"]) == 3
+    for single, ddp in zip(curves["single"], curves["ddp"], strict=True):
+        for key in ("loss", "ce", "kd", "grad_norm"):
+            assert ddp[key] == pytest.approx(single[key], rel=1e-4, abs=1e-6), (key, curves)
