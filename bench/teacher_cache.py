@@ -25,7 +25,7 @@ mass outside its top 8 / 32 / 128 are printed.
    on `--fidelity-samples` samples, the untrained student's logits, the losses' default options.
    Goal: <= 128 bytes per teacher token at gradient cosine >= 0.99 against live P-KL.
 
-    python bench/teacher_cache.py [--texts 32] [--steps 3] [--train-seconds 90] [--no-kd]
+    python bench/teacher_cache.py [--texts 12] [--steps 3] [--train-seconds 60] [--fidelity-samples 4] [--no-kd]
 """
 
 from __future__ import annotations
@@ -196,11 +196,11 @@ def cache_bytes(folder: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--texts", type=int, default=32)
+    parser.add_argument("--texts", type=int, default=12)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--train-seconds", type=float, default=90.0)
+    parser.add_argument("--train-seconds", type=float, default=60.0)
     parser.add_argument("--entropy", type=float, default=2.0, help="target mean teacher entropy (nats)")
-    parser.add_argument("--fidelity-samples", type=int, default=6)
+    parser.add_argument("--fidelity-samples", type=int, default=4)
     parser.add_argument("--no-kd", action="store_true", help="leave out kd (and its Llama-3 teacher)")
     args = parser.parse_args()
     shared = ROOT.parent / "shared" / "tokenizers"
