@@ -37,7 +37,7 @@ def setting():
     for position, digit in enumerate(digits):  # confident in "2", then "0", then "1"
         teacher_logits[0, position, digit] += 16.0  # p ≈ 0.97 against 151k random logits
     batch = {
-        "teacher_logits": teacher_logits,
+        "teacher": teacher_logits,  # the teacher side of `ChunkLoss.forward`
         "student_chunk": torch.zeros(1, 1, dtype=torch.long),  # one position predicting "201"
         "teacher_chunk": torch.zeros(1, 3, dtype=torch.long),  # three predicting "2", "0", "1"
         "labels": torch.tensor([[truth]]),
@@ -58,7 +58,7 @@ def test_the_setting(setting):
     student, teacher, projection, truth, numerals, student_logits, batch = setting
     assert len(numerals) == 1100 and truth in numerals
     assert float(torch.softmax(student_logits[0, 0], -1)[truth]) == pytest.approx(0.2, abs=1e-3)
-    assert float(torch.softmax(batch["teacher_logits"][0, 0], -1).max()) > 0.9
+    assert float(torch.softmax(batch["teacher"][0, 0], -1).max()) > 0.9
     assert [teacher.pieces[t] for t, _, _, _ in projection.row(truth)] == ["2", "0", "1"]
 
 
