@@ -1,5 +1,6 @@
 """Shared by the loss tests (test_losses_*.py, test_sparse_w.py): a random sparse W, a batch with
-mixed chunk layouts, and naive dense references (float64, explicit loops) of every loss.
+mixed chunk layouts, and naive dense references (float64, explicit loops) of every loss; and by the
+run tests (test_distill_run, test_hf_trainer): `distill_assets`, the tiny models they train.
 
 The references walk chunks and positions in Python and use a dense W; the modules under test are
 vectorised and sparse. conftest.py loads the fixtures for every test module, and test modules
@@ -8,6 +9,8 @@ and import the helpers by name.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -193,3 +196,26 @@ def unreachable_reference(teacher, t_chunk, dense) -> float:
     valid = sorted(set(chunks) & set(positions_by_chunk(torch.tensor(STUDENT_CHUNK))))
     mass = [sum(float(torch.softmax(t[i], -1)[empty].sum()) for i in chunks[c]) / len(chunks[c]) for c in valid]
     return sum(mass) / len(mass)
+
+
+def distill_assets(root: Path, texts: list[str]) -> dict[str, Path]:
+    """What the run tests train on (test_distill_run, test_hf_trainer): `texts` as train.jsonl, the
+    Llama-3 × Qwen3 W and tiny seeded models with the real tokenizers (a Llama-3 student, a Qwen3
+    teacher and a same-tokenizer Llama-3 teacher)."""
+    from conftest import vocab
+
+    from xtoken_align.distill.models import tiny_model
+    from xtoken_align.formats import save_projection
+    from xtoken_align.projection import build_projection
+
+    data = root / "train.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    w = save_projection(build_projection(vocab("llama3"), vocab("qwen3"), progress=False), root / "W.safetensors")
+    return {
+        "data": data,
+        "w": w,
+        "student": tiny_model("llama", vocab("llama3"), root / "student", seed=1),
+        "qwen": tiny_model("qwen3", vocab("qwen3"), root / "qwen", seed=2),
+        "llama_teacher": tiny_model("llama", vocab("llama3"), root / "llama-teacher", hidden=96, seed=3),
+        "root": root,
+    }

@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 from conftest import gsm8k, vocab
+from loss_fixtures import distill_assets
 
 from xtoken_align.distill.config import DistillConfig
 from xtoken_align.distill.models import tiny_model
@@ -27,18 +28,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("distill")
-    data = root / "train.jsonl"
-    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in gsm8k("train")[:48]))
-    w = save_projection(build_projection(vocab("llama3"), vocab("qwen3"), progress=False), root / "W.safetensors")
-    return {
-        "data": data,
-        "w": w,
-        "student": tiny_model("llama", vocab("llama3"), root / "student", seed=1),
-        "qwen": tiny_model("qwen3", vocab("qwen3"), root / "qwen", seed=2),
-        "llama_teacher": tiny_model("llama", vocab("llama3"), root / "llama-teacher", hidden=96, seed=3),
-        "root": root,
-    }
+    return distill_assets(tmp_path_factory.mktemp("distill"), gsm8k("train")[:48])
 
 
 def config(

@@ -13,33 +13,20 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import gsm8k, vocab
+from loss_fixtures import distill_assets
 
 from xtoken_align.distill.config import DistillConfig
 from xtoken_align.distill.hf import XTokenDataCollator, XTokenDistillationTrainer, training_texts
-from xtoken_align.distill.models import tiny_model
 from xtoken_align.distill.runner import DistillRunner
-from xtoken_align.formats import save_projection
-from xtoken_align.projection import build_projection
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("hf")
-    data = root / "train.jsonl"
     texts = gsm8k("train")[:16]
     texts[1] = texts[1][:60]  # a short text: micro-batches of different chunk counts
-    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    w = save_projection(build_projection(vocab("llama3"), vocab("qwen3"), progress=False), root / "W.safetensors")
-    return {
-        "data": data,
-        "w": w,
-        "student": tiny_model("llama", vocab("llama3"), root / "student", seed=1),
-        "qwen": tiny_model("qwen3", vocab("qwen3"), root / "qwen", seed=2),
-        "llama_teacher": tiny_model("llama", vocab("llama3"), root / "llama-teacher", hidden=96, seed=3),
-        "root": root,
-    }
+    return distill_assets(tmp_path_factory.mktemp("hf"), texts)
 
 
 def config(assets, out: Path, loss: str = "p_kl", options: dict | None = None, **training) -> DistillConfig:
