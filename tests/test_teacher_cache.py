@@ -136,7 +136,8 @@ def _value_and_gradient(plan, teacher_logits, batch: dict, name: str, z: torch.T
 @pytest.mark.parametrize("loss", [*LOSSES, "kd"])
 def test_every_loss_reads_a_sparse_cache_without_nan(assets, sparse_cache, loss: str, aggregation: str) -> None:
     """−inf teacher logits where nothing is stored: 0·log 0 = 0 in values and gradients; P-KL's few
-    columns (topk 8) leave rows with no stored id among them."""
+    columns (topk 8) leave rows with no stored id among them. The sparse read (`SparseTeacher`) gives
+    the loss of its densified (B, T, V_T) log p̂."""
     spec = llama(assets) if loss == "kd" else qwen(assets, loss)
     spec = cached(spec, sparse_cache / spec["name"])
     config = run_config(assets, sparse_cache / "run", [spec], limit=12, max_length=32, topk=8, aggregation=aggregation)
@@ -147,11 +148,15 @@ def test_every_loss_reads_a_sparse_cache_without_nan(assets, sparse_cache, loss:
     )
     batch = collate(dataset.samples[:4])
     ids, mask = batch["teacher_input_ids"][plan.name], batch["teacher_attention_mask"][plan.name]
-    teacher_logits = plan.teacher_output(ids, mask, batch["index"])
-    assert bool(torch.isinf(teacher_logits).any())
+    sparse = plan.teacher_output(ids, mask, batch["index"])
+    dense = sparse.dense().reshape(*ids.shape, -1)
+    assert bool(torch.isinf(dense).any()) and dense.shape[-1] == plan.vocab.size
     z = torch.randn(*batch["input_ids"].shape, student.size, generator=torch.Generator().manual_seed(0))
-    value, grad = _value_and_gradient(plan, teacher_logits, batch, plan.name, z)
+    value, grad = _value_and_gradient(plan, sparse, batch, plan.name, z)
     assert torch.isfinite(value) and value != 0 and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    dense_value, dense_grad = _value_and_gradient(plan, dense, batch, plan.name, z)
+    assert value == pytest.approx(float(dense_value), rel=1e-6)
+    torch.testing.assert_close(grad, dense_grad, rtol=1e-5, atol=1e-8)
 
 
 def test_the_sampled_tail_is_unbiased_and_the_rebuilt_distribution_sums_to_one() -> None:

@@ -39,7 +39,7 @@ class TeacherPlan:
         (B, T_t, V_T) for the samples `index` (B,), or the live model's logits (B, T_t, V_T'), or with
         `chunk_positions` its hidden states and output layer (`OutputHead`, logits made per chunk)."""
         if self.cache is not None:
-            return self.cache.logits(index, ids.shape[1], ids.device)
+            return self.cache.signal(index, ids.shape[1], ids.device)
         return model_output(self.model, ids, mask, chunk_positions)
 
     def learned_projection(self) -> Projection | None:

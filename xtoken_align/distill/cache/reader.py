@@ -3,8 +3,8 @@
 `TeacherCache.open` (in `prepare_teachers`, before any model loads) reads manifest.json, refuses a
 cache made for other data, max_length, tokenizers or W in one line (manifest.py) and an unfinished
 one; `verify` (once the runner has its samples) checks that every sample's teacher ids and chunk ids
-are those stored; `logits` rebuilds a micro-batch's teacher log-probabilities (signal.rebuild), which
-the losses take in place of a live teacher's logits. Shards are memory-mapped and read by slices.
+are those stored; `signal` reads a micro-batch's teacher log-probabilities, sparse (signal.slots),
+which the losses take in place of a live teacher's logits. Shards are memory-mapped and read by slices.
 Left out: writing a cache (writer.py).
 """
 
@@ -18,9 +18,10 @@ from safetensors import safe_open
 
 from xtoken_align.distill.cache.ids import unpack_ids
 from xtoken_align.distill.cache.manifest import TOKENIZER, CacheManifest, check_manifest, shard_name
-from xtoken_align.distill.cache.signal import rebuild
+from xtoken_align.distill.cache.signal import slots
 from xtoken_align.distill.config import DistillConfig, TeacherSpec
 from xtoken_align.distill.data import DistillDataset, DistillSample
+from xtoken_align.distill.losses.sparse_teacher import SparseTeacher
 from xtoken_align.errors import XTokenError
 from xtoken_align.vocab import Vocab, load_vocab
 
@@ -90,11 +91,14 @@ class TeacherCache:
             raise XTokenError(f"teacher '{name}': cache {self.folder} differs from the run's data at sample "
                               f"{sample.index} (teacher ids or chunk ids); cache again")  # fmt: skip
 
-    def logits(self, index: torch.Tensor, length: int, device: torch.device) -> torch.Tensor:
-        """(B,) training-set indices -> (B, length, V_T) float32 teacher log p̂ (−inf where p̂ = 0);
-        padding positions get 0 (a uniform row no loss reads)."""
-        vocab_size, sampled = self.manifest.teacher_vocab_size, self.manifest.sampled
-        out = torch.zeros(len(index), length, vocab_size, dtype=torch.float32, device=device)
+    def signal(self, index: torch.Tensor, length: int, device: torch.device) -> SparseTeacher:
+        """(B,) training-set indices -> the stored log p̂ of their positions, (B, length, K + 1 + S) slots;
+        padding positions get p̂ = 1 on id 0 (a row no loss reads)."""
+        sampled = self.manifest.sampled
+        width = min(self.manifest.topk, self.manifest.teacher_vocab_size) + 1 + sampled
+        ids = torch.zeros(len(index), length, width, dtype=torch.long)
+        logp = torch.full((len(index), length, width), -torch.inf)
+        logp[..., 0] = 0.0
         for row, i in enumerate(index.tolist()):
             stored = self._rows(i, PER_POSITION)  # float16/float32 log-probs and masses, uint16 counts
             signal = {
@@ -102,8 +106,8 @@ class TeacherCache:
                 for k, v in stored.items()
             }
             signal.update({k: torch.from_numpy(self._ids(i, k)) for k in PACKED})
-            ids = torch.from_numpy(self._ids(i, "input_ids"))
-            following = torch.cat([ids[1:], torch.tensor([-1])])
-            signal = {k: v.to(device) for k, v in signal.items()}
-            out[row, : len(ids)] = rebuild(signal, following.to(device), vocab_size, sampled)
-        return out
+            teacher_ids = torch.from_numpy(self._ids(i, "input_ids"))
+            following = torch.cat([teacher_ids[1:], torch.tensor([-1])])
+            n = len(teacher_ids)
+            ids[row, :n], logp[row, :n] = slots(signal, following, sampled)
+        return SparseTeacher(ids.to(device), logp.to(device), self.manifest.teacher_vocab_size)

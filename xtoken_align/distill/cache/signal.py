@@ -9,9 +9,10 @@ Stored per position i, from p = softmax(z_i) over the tokenizer's V_T ids (padde
   as distinct ids with counts (Sparse Logit Sampling, Anshumann et al., ACL 2025), and
   the residual mass r = Σ_{v∈R} p[v] (float32).
 
-Rebuilt (`rebuild`): p̂[v] = p[v] on the top-K and the next token, p̂[v] = r · count(v) / S on a drawn
-id, 0 elsewhere, so E[p̂] = p and Σ p̂ = 1 up to rounding; the losses receive log p̂ (−inf where 0), which
-they read exactly as a live teacher's logits (a softmax of log p̂ is p̂). With K = V_T and S = 0, p̂ = p.
+Read back (`slots`: per position the stored ids and their log p̂; `rebuild`: dense): p̂[v] = p[v] on
+the top-K and the next token, p̂[v] = r · count(v) / S on a drawn id, 0 elsewhere, so E[p̂] = p and
+Σ p̂ = 1 up to rounding. The losses receive log p̂ as a `SparseTeacher` (losses/sparse_teacher.py),
+which they read as a live teacher's logits (a softmax of log p̂ is p̂). With K = V_T and S = 0, p̂ = p.
 Draws come from a generator seeded per sample, so caching again gives the same draws. Left out: which
 positions and samples a shard holds (writer.py).
 """
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from xtoken_align.distill.losses.sparse_teacher import SparseTeacher
 
 
 @torch.no_grad()
@@ -57,16 +60,22 @@ def _draw(rest: Tensor, residual: Tensor, sampled: int, generator: torch.Generat
     return ids, torch.where(some.unsqueeze(1), counts, 0)
 
 
-def rebuild(signal: dict[str, Tensor], next_ids: Tensor, vocab_size: int, sampled: int) -> Tensor:
-    """Stored tensors of L positions (float32 on one device) -> (L, V) log p̂ (−inf where p̂ = 0)."""
+def slots(signal: dict[str, Tensor], next_ids: Tensor, sampled: int) -> tuple[Tensor, Tensor]:
+    """Stored tensors of L positions (float32 on one device) -> (L, K + 1 + S) ids and log p̂, distinct
+    ids per position: the top-K, the next token unless it is among them, the drawn ids (−inf where
+    unused or absent)."""
     n = len(next_ids)
-    tail = torch.zeros(n, vocab_size, dtype=torch.float32, device=next_ids.device)
+    has_next = (next_ids >= 0) & ~(signal["topk_ids"] == next_ids.unsqueeze(1)).any(-1)
+    next_logp = torch.where(has_next, signal["next_logp"].float(), -torch.inf)
+    ids = [signal["topk_ids"], next_ids.clamp_min(0).unsqueeze(1)]
+    logp = [signal["topk_logp"].float(), next_logp.unsqueeze(1)]
     if sampled:
         weight = signal["residual"].unsqueeze(1) * signal["sample_counts"].float() / sampled  # (L, S)
-        tail.scatter_add_(1, signal["sample_ids"], weight)
-    logp = tail.log_()  # drawn ids are outside the top-K and the next token: no entry is written twice
-    logp.scatter_(1, signal["topk_ids"], signal["topk_logp"].float())
-    has_next = next_ids >= 0
-    rows = torch.arange(n, device=next_ids.device)[has_next]
-    logp[rows, next_ids[has_next]] = signal["next_logp"][has_next].float()
-    return logp
+        ids.append(signal["sample_ids"])
+        logp.append(weight.log())  # 0 for an unused slot: −inf
+    return torch.cat(ids, 1).reshape(n, -1), torch.cat(logp, 1).reshape(n, -1)
+
+
+def rebuild(signal: dict[str, Tensor], next_ids: Tensor, vocab_size: int, sampled: int) -> Tensor:
+    """Stored tensors of L positions (float32 on one device) -> (L, V) log p̂ (−inf where p̂ = 0)."""
+    return SparseTeacher(*slots(signal, next_ids, sampled), vocab_size).dense()

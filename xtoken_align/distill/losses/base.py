@@ -22,12 +22,14 @@ from torch import Tensor, nn
 from xtoken_align.distill.aggregate import ChunkLayout, check_aggregation, compute_dtype
 from xtoken_align.distill.losses.chunked import (
     OutputHead,
+    Source,
     chunk_groups,
     chunked_head_sum,
     head_zero,
     narrow_columns,
     source_rows,
 )
+from xtoken_align.distill.losses.sparse_teacher import SparseTeacher
 
 if TYPE_CHECKING:
     from xtoken_align.distill.config import LossSpec, TeacherSpec
@@ -76,10 +78,14 @@ def zero_loss(logits: Tensor) -> Tensor:
     return logits.sum().to(compute_dtype(logits)) * 0.0
 
 
-def real_columns(logits: Tensor, size: int | None, side: str) -> Tensor:
+def real_columns(logits: Tensor | SparseTeacher, size: int | None, side: str) -> Tensor | SparseTeacher:
     """(N, V') -> (N, V) view of the first `size` columns (all when None): the tokenizer's ids, without
     the model's padding. `real_columns(z, 151_669, "teacher")` on Qwen3's (N, 151_936) logits."""
     if size is None:
+        return logits
+    if isinstance(logits, SparseTeacher):  # a cache stores exactly the tokenizer's ids
+        if logits.size != size:
+            raise ValueError(f"the {side} cache holds {logits.size:,} ids, not its {size:,} tokens")
         return logits
     if logits.shape[-1] < size:
         raise ValueError(f"{side} logits have {logits.shape[-1]} columns, fewer than its {size:,} tokens")
@@ -138,7 +144,7 @@ class ChunkLoss(TeacherLoss):
             z_t = real_columns(_all_rows(teacher), self.teacher_size, "teacher")  # (N_t, V_T), no gradient
             context = self.batch_context(lambda: column_max(z_t, layout.teacher.valid))
             columns = self.teacher_columns(context)
-            read = z_t if columns is None else z_t.index_select(1, columns)  # the columns the formula reads
+            read = _dense(z_t) if columns is None else narrow_columns(z_t, columns)  # the columns it reads
             with torch.autocast(z_s.device.type, enabled=False):  # float32 math even inside a bf16 region
                 total = self.chunk_losses(z_s, read, layout, *flat, context).sum()
                 stats = {k: v.sum() for k, v in self.chunk_stats(z_t, layout, flat[1]).items()}
@@ -162,8 +168,8 @@ class ChunkLoss(TeacherLoss):
         def teacher_pass() -> Tensor:
             if not seen:
                 for number, group in enumerate(groups):
-                    z_t = real_columns(source_rows(teacher, group.teacher), self.teacher_size, "teacher")
-                    seen.append(z_t.amax(0))
+                    z_t = real_columns(_stat_rows(teacher, group.teacher), self.teacher_size, "teacher")
+                    seen.append(column_max(z_t))
                     add_stats(z_t, number)
             return torch.stack(seen).amax(0)
 
@@ -218,16 +224,29 @@ def _pick(x: Tensor | None, rows: Tensor) -> Tensor | None:
     return None if x is None else x.index_select(0, rows)
 
 
-def _all_rows(source: Tensor | OutputHead) -> Tensor:
-    """(N, V') every row's logits, without gradient."""
+def _all_rows(source: Source) -> Tensor | SparseTeacher:
+    """(N, V') every row's logits, without gradient; a cache's rows stay sparse."""
     if isinstance(source, OutputHead):
         return source_rows(source, torch.arange(source.rows.shape[0], device=source.rows.device))
+    if isinstance(source, SparseTeacher):
+        return source.flat()
     return source.detach().reshape(-1, source.shape[-1])
 
 
-def column_max(z: Tensor, valid: Tensor) -> Tensor:
-    """(N, V) -> (V,) max over the valid rows, without copying them out."""
-    if bool(valid.all()):
+def _stat_rows(source: Source, rows: Tensor) -> Tensor | SparseTeacher:
+    """The teacher rows `chunk_stats` and the column max read: logits, or a cache's rows kept sparse."""
+    return source.select(rows) if isinstance(source, SparseTeacher) else source_rows(source, rows)
+
+
+def _dense(z: Tensor | SparseTeacher) -> Tensor:
+    return z.dense() if isinstance(z, SparseTeacher) else z
+
+
+def column_max(z: Tensor | SparseTeacher, valid: Tensor | None = None) -> Tensor:
+    """(N, V) -> (V,) max over the valid rows (all when None), without copying them out."""
+    if isinstance(z, SparseTeacher):
+        return z.column_max(valid)
+    if valid is None or bool(valid.all()):
         return z.amax(0)
     out = torch.full((2, z.shape[-1]), -torch.inf, dtype=z.dtype, device=z.device)
     return out.scatter_reduce_(0, (~valid).long().unsqueeze(1).expand_as(z), z, "amax")[0]

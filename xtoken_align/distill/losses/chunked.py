@@ -11,9 +11,10 @@ alignment chunk (P-KL's micro-batch top-k columns are chosen first, in a pass of
 student side runs in `_ChunkedHead`: its forward computes, per group, the logits, the group's loss and
 its gradients wrt the group's hidden rows, W, b and the loss's own parameters (a learned W), and
 keeps only those gradients (N·H + V'·H, not N·V'); its backward scales them by the incoming gradient.
-A teacher's side is recomputed per group without gradient (an `OutputHead`) or sliced from its logits
-(a tensor, e.g. a teacher cache). Left out: the formulas (projected.py, hybrid.py, same_tokenizer.py,
-objective.py) and how a model's hidden states are obtained (student_terms.py).
+A teacher's side is recomputed per group without gradient (an `OutputHead`), sliced from its
+logits (a tensor) or read from a teacher cache's stored ids (a `SparseTeacher`). Left out: the
+formulas (projected.py, hybrid.py, same_tokenizer.py, objective.py) and how a model's hidden states
+are obtained (student_terms.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from xtoken_align.distill.aggregate import ChunkLayout, compute_dtype
+from xtoken_align.distill.losses.sparse_teacher import SparseTeacher
 
 
 @dataclass(frozen=True)
@@ -55,14 +57,16 @@ class OutputHead:
         return nn.functional.linear(self.rows.index_select(0, rows), self.weight, self.bias)
 
 
-Source = Tensor | OutputHead  # logits (..., V') or the layer that makes them
+Source = Tensor | OutputHead | SparseTeacher  # logits (..., V'), the layer that makes them, or a cache's
 
 
 def source_rows(source: Source, rows: Tensor) -> Tensor:
-    """(n, V') logits of `rows` of a teacher-side source, without gradient."""
+    """(n, V') logits of `rows` of a teacher-side source, without gradient (a cache's: densified)."""
     with torch.no_grad():
         if isinstance(source, OutputHead):
             return source.logits(rows)
+        if isinstance(source, SparseTeacher):
+            return source.select(rows).dense()
         return source.detach().reshape(-1, source.shape[-1]).index_select(0, rows)
 
 
@@ -71,6 +75,8 @@ def narrow_columns(source: Source, columns: Tensor) -> Source:
     if isinstance(source, OutputHead):
         bias = None if source.bias is None else source.bias.index_select(0, columns)
         return OutputHead(source.hidden, source.weight.index_select(0, columns), bias, source.chunk_positions)
+    if isinstance(source, SparseTeacher):
+        return source.columns(columns)
     return source.detach().reshape(-1, source.shape[-1]).index_select(1, columns)
 
 

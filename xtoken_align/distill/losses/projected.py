@@ -21,6 +21,7 @@ from torch import Tensor
 from xtoken_align.distill.aggregate import LOG_FLOOR, chunk_sum, compute_dtype, log_scale, safe_log, softmax
 from xtoken_align.distill.losses.base import ChunkLoss, LossSetup
 from xtoken_align.distill.losses.registry import register_loss
+from xtoken_align.distill.losses.sparse_teacher import SparseTeacher
 from xtoken_align.distill.sparse_w import ProjectionW
 
 STUDENT_TREATMENTS = ("renormalise", "drop")
@@ -58,13 +59,15 @@ class PKLLoss(ChunkLoss):
 
     def batch_context(self, teacher_column_max: Callable[[], Tensor]) -> Tensor | None:
         """(k,) sorted teacher ids the loss compares: those W reaches, the `topk` with the highest teacher
-        logit at any valid position of the micro-batch when there are more; None = every id."""
+        logit at any valid position of the micro-batch when there are more; None = every id. A cached
+        teacher's top-k is taken among the ids it stored (the others' max is −inf: no order among them)."""
         reachable = self.w.reachable
         n_reachable = int(reachable.sum())
         if self.topk >= n_reachable:
             return None if n_reachable == len(reachable) else torch.nonzero(reachable).squeeze(1)
         importance = teacher_column_max().masked_fill(~reachable, -torch.inf)
-        return torch.topk(importance, self.topk, sorted=False).indices.sort().values
+        known = int(torch.isfinite(importance).sum())
+        return torch.topk(importance, min(self.topk, known), sorted=False).indices.sort().values
 
     def teacher_columns(self, context: Tensor | None) -> Tensor | None:
         return context  # the formula reads the teacher only on its columns
@@ -90,13 +93,20 @@ class PKLLoss(ChunkLoss):
 
 
 @torch.no_grad()
-def unreachable_mass(z_t: Tensor, unreachable: Tensor, target: Tensor, count: Tensor, agg: str, tau: float) -> Tensor:
+def unreachable_mass(
+    z_t: Tensor | SparseTeacher, unreachable: Tensor, target: Tensor, count: Tensor, agg: str, tau: float
+) -> Tensor:
     """(K,) the teacher's chunk probability on ids W cannot reach (0 when W reaches all).
-    z_t (N_t, V_T), unreachable (V_T,) bool, target (N_t,) chunk per row, count (K,) positions per chunk."""
+    z_t (N_t, V_T) or a cache's rows, unreachable (V_T,) bool, target (N_t,) chunk per row, count (K,)
+    positions per chunk."""
     if not bool(unreachable.any()):
-        return torch.zeros(len(count), dtype=compute_dtype(z_t), device=z_t.device)
-    z = z_t.to(compute_dtype(z_t))
-    z = z if tau == 1.0 else z / tau
-    share = (torch.logsumexp(z[:, unreachable], -1) - torch.logsumexp(z, -1)).exp()  # (N_t,)
+        values = z_t.logp if isinstance(z_t, SparseTeacher) else z_t
+        return torch.zeros(len(count), dtype=compute_dtype(values), device=values.device)
+    if isinstance(z_t, SparseTeacher):
+        share = z_t.share(unreachable, tau)  # (N_t,)
+    else:
+        z = z_t.to(compute_dtype(z_t))
+        z = z if tau == 1.0 else z / tau
+        share = (torch.logsumexp(z[:, unreachable], -1) - torch.logsumexp(z, -1)).exp()  # (N_t,)
     per_chunk = chunk_sum(share[:, None], target, len(count))[:, 0]  # (K,)
     return per_chunk / count if agg == "mean" else per_chunk  # chain's factor cancels in a share

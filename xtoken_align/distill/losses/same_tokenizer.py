@@ -15,6 +15,7 @@ from xtoken_align.distill.aggregate import IGNORE_INDEX, compute_dtype
 from xtoken_align.distill.losses.base import LossSetup, TeacherLoss, real_columns, zero_loss
 from xtoken_align.distill.losses.chunked import OutputHead, chunked_head_sum, head_zero, position_groups, source_rows
 from xtoken_align.distill.losses.registry import register_loss
+from xtoken_align.distill.losses.sparse_teacher import SparseTeacher
 
 
 @register_loss
@@ -38,13 +39,15 @@ class KDLoss(TeacherLoss):
     def forward(
         self,
         student: Tensor | OutputHead,
-        teacher: Tensor | OutputHead,
+        teacher: Tensor | OutputHead | SparseTeacher,
         student_chunk: Tensor | None = None,
         teacher_chunk: Tensor | None = None,
         labels: Tensor | None = None,
         teacher_labels: Tensor | None = None,
     ) -> Tensor:
-        """student / teacher: logits (B, T, V') or an `OutputHead` (position chunks, chunked.py)."""
+        """student / teacher: logits (B, T, V') or an `OutputHead` (position chunks, chunked.py); the
+        teacher may be a cache's `SparseTeacher`."""
+        sparse = isinstance(teacher, SparseTeacher)  # a cache: only its stored ids carry teacher mass
         n_rows = student.rows.shape[0] if isinstance(student, OutputHead) else student[..., 0].numel()
         keep = None if labels is None else labels.reshape(-1) != IGNORE_INDEX
         if keep is not None and not bool(keep.any()):
@@ -55,14 +58,17 @@ class KDLoss(TeacherLoss):
                                      student.chunk_positions)  # fmt: skip
 
             def group_sum(z: Tensor, number: int) -> Tensor:
-                return self.position_sum(z, source_rows(teacher, groups[number].teacher))
+                rows = groups[number].teacher
+                return self.position_sum(z, teacher.select(rows) if sparse else source_rows(teacher, rows))
 
             total = chunked_head_sum(group_sum, student, groups)
         else:
             z_s = student.reshape(-1, student.shape[-1])
-            z_t = teacher.detach().reshape(-1, teacher.shape[-1])
+            z_t = teacher.flat() if sparse else teacher.detach().reshape(-1, teacher.shape[-1])
             if keep is not None and not bool(keep.all()):
-                z_s, z_t = z_s[keep], z_t[keep]
+                rows = torch.nonzero(keep).squeeze(1)
+                z_s = z_s.index_select(0, rows)
+                z_t = z_t.select(rows) if sparse else z_t.index_select(0, rows)
             total = self.position_sum(z_s, z_t)
         count = n_rows if keep is None else int(keep.sum())
         return total / count if self.reduction == "mean" else total
@@ -71,9 +77,11 @@ class KDLoss(TeacherLoss):
         """The micro-batch's positions with a label (what the mean is over)."""
         return int((labels != IGNORE_INDEX).sum())
 
-    def position_sum(self, z_s: Tensor, z_t: Tensor) -> Tensor:
+    def position_sum(self, z_s: Tensor, z_t: Tensor | SparseTeacher) -> Tensor:
         """τ² Σ over rows of KL(p_T ‖ p_S); z_s (n, V_S'), z_t (n, V_T') the same positions."""
         z_s, z_t = real_columns(z_s, self.size, "student"), real_columns(z_t, self.size, "teacher")
+        if isinstance(z_t, SparseTeacher):
+            return self._sparse_sum(z_s, z_t)
         if z_s.shape != z_t.shape:
             raise ValueError(
                 f"kd needs the same positions and vocabulary, got {tuple(z_s.shape)} and {tuple(z_t.shape)}"
@@ -84,4 +92,17 @@ class KDLoss(TeacherLoss):
             z_s, z_t = z_s / self.tau, z_t / self.tau
         log_p_s, log_p_t = torch.log_softmax(z_s, -1), torch.log_softmax(z_t, -1)
         p_t = log_p_t.exp()  # 0 where a cached teacher stores nothing (log p = −inf): 0·log 0 = 0
+        return torch.where(p_t > 0, p_t * (log_p_t - log_p_s), 0.0).sum() * self.tau**2
+
+    def _sparse_sum(self, z_s: Tensor, z_t: SparseTeacher) -> Tensor:
+        """`position_sum` against a cache's rows: the KL's terms live on the stored ids only."""
+        if z_s.shape[-1] != z_t.size:
+            raise ValueError(f"kd needs the same vocabulary, got {z_s.shape[-1]:,} and {z_t.size:,} ids")
+        dtype = compute_dtype(z_s)
+        z_s, logp = z_s.to(dtype), z_t.logp.to(dtype)
+        if self.tau != 1.0:
+            z_s, logp = z_s / self.tau, logp / self.tau
+        log_p_t = logp - torch.logsumexp(logp, -1, keepdim=True)  # (n, M)
+        log_p_s = torch.log_softmax(z_s, -1).gather(1, z_t.ids)  # (n, M)
+        p_t = log_p_t.exp()
         return torch.where(p_t > 0, p_t * (log_p_t - log_p_s), 0.0).sum() * self.tau**2

@@ -1,0 +1,73 @@
+"""A cached teacher's side of a micro-batch, kept sparse: per position a few ids and their log p̂.
+
+    SparseTeacher(ids (..., M), logp (..., M), size V_T)   log p̂[v] = logp[slot of v], −inf elsewhere
+
+A teacher cache stores per position the top-K ids, the next token and S sampled ids (cache/signal.py);
+a position's slots hold distinct ids, empty slots hold −inf. The losses read it through the same
+helpers as a live teacher's logits (chunked.py: `source_rows`, `narrow_columns`, `column_max`), so a
+loss that compares only some columns (P-KL's top-k) never builds a (N, V_T) tensor: its columns come
+from the ids stored, and `narrow_columns` scatters the stored values into (N, k). Losses that read whole
+rows (H-KL, GOLD, ULD, KD) get them densified one row group at a time. Since Σ p̂ = 1 per position, a
+softmax of the densified rows is p̂ itself. Left out: reading the cache (cache/reader.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class SparseTeacher:
+    """log p̂ of N positions (leading dims flattened by `flat`) at M slots each, over `size` teacher ids."""
+
+    ids: Tensor  # (..., M) long, distinct per position where logp is finite
+    logp: Tensor  # (..., M) float32, −inf in empty slots
+    size: int  # V_T
+
+    def flat(self) -> SparseTeacher:
+        """(N, M) rows, N = the product of the leading dims."""
+        m = self.ids.shape[-1]
+        return SparseTeacher(self.ids.reshape(-1, m), self.logp.reshape(-1, m), self.size)
+
+    @property
+    def n_rows(self) -> int:
+        return self.ids[..., 0].numel()
+
+    @property
+    def device(self) -> torch.device:
+        return self.logp.device
+
+    def select(self, rows: Tensor) -> SparseTeacher:
+        """The positions `rows` (n,) of the flattened rows."""
+        flat = self.flat()
+        return SparseTeacher(flat.ids.index_select(0, rows), flat.logp.index_select(0, rows), self.size)
+
+    def dense(self) -> Tensor:
+        """(N, V_T) log p̂, −inf where nothing is stored. amax, so an empty slot never hides a value."""
+        flat = self.flat()
+        out = torch.full((flat.n_rows, self.size), -torch.inf, dtype=flat.logp.dtype, device=flat.logp.device)
+        return out.scatter_reduce_(1, flat.ids, flat.logp, "amax")
+
+    def columns(self, columns: Tensor) -> Tensor:
+        """(N, k) log p̂ on `columns` (k,) sorted teacher ids, −inf where nothing is stored."""
+        flat, k = self.flat(), len(columns)
+        slot = torch.searchsorted(columns, flat.ids).clamp_max_(max(k - 1, 0))
+        hit = columns.index_select(0, slot.reshape(-1)).reshape(slot.shape) == flat.ids if k else slot < 0
+        out = torch.full((flat.n_rows, k + 1), -torch.inf, dtype=flat.logp.dtype, device=flat.logp.device)
+        return out.scatter_reduce_(1, torch.where(hit, slot, k), flat.logp, "amax")[:, :k]
+
+    def column_max(self, valid: Tensor | None = None) -> Tensor:
+        """(V_T,) max log p̂ over the `valid` (N,) positions (all when None), −inf on ids never stored."""
+        flat = self.flat()
+        logp = flat.logp if valid is None else flat.logp.masked_fill(~valid.reshape(-1, 1), -torch.inf)
+        out = torch.full((self.size,), -torch.inf, dtype=logp.dtype, device=logp.device)
+        return out.scatter_reduce_(0, flat.ids.reshape(-1), logp.reshape(-1), "amax")
+
+    def share(self, ids: Tensor, tau: float = 1.0) -> Tensor:
+        """(N,) each position's share of softmax(log p̂ / τ) on the teacher ids where `ids` (V_T,) is true."""
+        flat = self.flat()
+        p = (flat.logp if tau == 1.0 else flat.logp / tau).exp()
+        return (p * ids[flat.ids]).sum(-1) / p.sum(-1).clamp_min(torch.finfo(p.dtype).tiny)
