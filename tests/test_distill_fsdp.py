@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import gsm8k
 from loss_fixtures import distill_assets
 
 from xtoken_align.distill.config import DistillConfig
+from xtoken_align.distill.runner import DistillRunner
+from xtoken_align.errors import XTokenError
 
 pytestmark = pytest.mark.slow
 
@@ -151,3 +155,11 @@ def test_fsdp_gradients_of_the_chunked_losses_match_one_process(assets, tmp_path
                             timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "fsdp gradients match" in result.stdout
+
+
+def test_a_sharded_checkpoint_is_refused_without_fsdp(runs, tmp_path: Path) -> None:
+    out = shutil.copytree(runs["fsdp"], tmp_path / "run")
+    settings = yaml.safe_load((out / "config.yaml").read_text())
+    settings["output"]["dir"] = str(out)
+    with pytest.raises(XTokenError, match="saved with training.fsdp"):
+        DistillRunner(DistillConfig.from_dict(settings)).run(resume=True)
