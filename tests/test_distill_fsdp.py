@@ -34,8 +34,8 @@ def assets(tmp_path_factory) -> dict[str, Path]:
 
 
 def distill(assets: dict[str, Path], out: Path, procs: int, accum: int, *flags: str, port: int) -> Path:
-    """One `xtoken-align distill` run under torchrun: 4 steps of 2 samples per process and micro-batch,
-    a P-KL teacher with learned W, losses from hidden states in chunks of 40 positions."""
+    """One `xtoken-align distill` run under torchrun: 4 steps of 8 samples (micro-batches of 2), a P-KL
+    teacher with learned W, losses from hidden states in chunks of 40 positions."""
     teacher = {"name": "qwen", "model": str(assets["qwen"]), "loss": "p_kl", "projection": str(assets["w"])}
     training = {"steps": 4, "batch_size": 2, "grad_accum": accum, "lr": 3e-3, "warmup_steps": 1, "seed": 0}
     cfg = DistillConfig.from_dict(
@@ -67,12 +67,13 @@ def curve(out: Path) -> list[dict]:
 def runs(assets, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("runs")
     return {
-        "single": distill(assets, root / "single", 1, 2, port=29541),
-        "fsdp": distill(assets, root / "fsdp", 2, 1, port=29542),
+        "single": distill(assets, root / "single", 1, 4, port=29541),
+        "fsdp": distill(assets, root / "fsdp", 2, 2, port=29542),  # accumulation with gradient sync off
     }
 
 
 def test_fsdp_two_processes_match_one_with_double_accumulation(runs) -> None:
+    """2 ranks x accumulation 2 follow 1 process x accumulation 4: the same 8 samples per step."""
     single, fsdp = curve(runs["single"]), curve(runs["fsdp"])
     assert [r["step"] for r in fsdp] == [1, 2, 3, 4]
     for one, two in zip(single, fsdp, strict=True):
@@ -94,7 +95,8 @@ def test_fsdp_exports_a_hugging_face_student_and_evaluates(runs) -> None:
     assert one.keys() == two.keys()
     for name, value in one.items():
         torch.testing.assert_close(two[name], value, rtol=1e-4, atol=1e-6, msg=name)
-    assert (runs["fsdp"] / "checkpoints" / "step-0000002" / "sharded").is_dir()
+    shards = sorted(p.name for p in (runs["fsdp"] / "checkpoints" / "step-0000002" / "sharded").glob("*.distcp"))
+    assert shards == ["__0_0.distcp", "__1_0.distcp"]  # one file per rank
     assert not (runs["fsdp"] / "checkpoints" / "step-0000002" / "student").exists()  # sharded only
     assert summaries["fsdp"]["eval"]["gsm8k"]["problems"] == 1
     assert summaries["fsdp"]["eval"]["next_token"] == summaries["single"]["eval"]["next_token"]
@@ -102,8 +104,8 @@ def test_fsdp_exports_a_hugging_face_student_and_evaluates(runs) -> None:
 
 
 def test_fsdp_resume_from_a_sharded_checkpoint_gives_the_same_losses(assets, runs, tmp_path: Path) -> None:
-    paused = distill(assets, tmp_path / "paused", 2, 1, "--stop-after", "2", port=29543)
-    distill(assets, paused, 2, 1, "--resume", port=29544)
+    paused = distill(assets, tmp_path / "paused", 2, 2, "--stop-after", "2", port=29543)
+    distill(assets, paused, 2, 2, "--resume", port=29544)
     straight, resumed = curve(runs["fsdp"]), curve(paused)
     assert [r["step"] for r in resumed] == [1, 2, 3, 4]
     for a, b in zip(straight[2:], resumed[2:], strict=True):
