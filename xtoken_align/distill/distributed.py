@@ -30,6 +30,8 @@ class Distributed:
             dist.init_process_group(backend)
         rank = dist.get_rank()
         device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if backend == "nccl" else "cpu")
+        if backend == "nccl":  # FSDP2's default device mesh takes the current GPU
+            torch.cuda.set_device(device)
         return cls(rank, world, device)
 
     @property

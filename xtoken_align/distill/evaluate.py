@@ -80,8 +80,11 @@ def next_token_report(model, vocab: Vocab, texts: list[str], device, max_length:
 
 
 @torch.no_grad()
-def answer_exact_match(model, vocab: Vocab, problems: list[dict], device, max_new_tokens: int = 64) -> dict:
-    """Greedy generation from `question\\n`; a match when the number after `####` equals the reference."""
+def answer_exact_match(
+    model, vocab: Vocab, problems: list[dict], device, max_new_tokens: int = 64, synced: bool = False
+) -> dict:
+    """Greedy generation from `question\\n`; a match when the number after `####` equals the reference.
+    `synced`: every rank generates (a sharded model), each to `max_new_tokens`, so their collectives match."""
     model.eval()
     eos = vocab.roles().get("eos")
     correct = 0
@@ -89,7 +92,7 @@ def answer_exact_match(model, vocab: Vocab, problems: list[dict], device, max_ne
         ids = prompt_ids(vocab, problem["question"] + "\n")
         output = model.generate(
             torch.tensor([ids], device=device), max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
-            pad_token_id=eos if eos is not None else 0,
+            pad_token_id=eos if eos is not None else 0, synced_gpus=synced,
         )  # fmt: skip
         text = vocab.tokenizer.decode(output[0, len(ids) :].tolist())
         found, wanted = _ANSWER.search(text), _ANSWER.search(problem["answer"])
@@ -98,13 +101,15 @@ def answer_exact_match(model, vocab: Vocab, problems: list[dict], device, max_ne
     return {"problems": len(problems), "exact_match": round(correct / len(problems), 4) if problems else 0.0}
 
 
-def evaluate_student(model, vocab: Vocab, config: DistillConfig, device) -> dict:
+def evaluate_student(model, vocab: Vocab, config: DistillConfig, device, synced: bool = False) -> dict:
+    """The next-token report and, when configured, GSM8K exact match; `synced`: all ranks of a sharded
+    student call this (sharding.gathered_root) and get the same result."""
     summary = {"next_token": next_token_report(model, vocab, _eval_texts(config), device, config.data.max_length)}
     if config.eval.gsm8k_problems:
         from xtoken_align.corpus import default_corpus
 
         rows = [json.loads(line) for line in default_corpus().read_text().splitlines()[: config.eval.gsm8k_problems]]
-        summary["gsm8k"] = answer_exact_match(model, vocab, rows, device, config.eval.max_new_tokens)
+        summary["gsm8k"] = answer_exact_match(model, vocab, rows, device, config.eval.max_new_tokens, synced)
     return summary
 
 

@@ -18,8 +18,12 @@ its adapters; `learn_w` teachers' W values join the optimizer (lr `training.w_lr
 
 Left out: the runner's evaluation and curves (use the Trainer's callbacks), resuming a Trainer
 checkpoint (`resume_from_checkpoint`: the saved model is the student, the trained module wraps it),
-FSDP and DeepSpeed (untested here), several GPUs in one process (`nn.DataParallel`: launch one process
-per GPU with accelerate or torchrun instead).
+several GPUs in one process (`nn.DataParallel`: launch one process per GPU with accelerate or torchrun
+instead), FSDP and DeepSpeed: untested, as no GPU was at hand and accelerate (1.16) has no FSDP on
+CPUs. Its `AcceleratorState` turns the FSDP plugin on only for GPU-like process groups (MULTI_GPU,
+_NPU, _XPU, ...), so `accelerate launch --use_fsdp --fsdp_version 2` or `TrainingArguments(fsdp=...)`
+with `use_cpu=True` run as MULTI_CPU with the module in DDP, without an error (checked: no DTensor
+parameters, `is_fsdp_enabled` False). The runner's FSDP2 path (`training.fsdp`, sharding.py) is tested.
 """
 
 from __future__ import annotations

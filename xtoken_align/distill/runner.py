@@ -5,11 +5,11 @@
     -> loop: micro-batches x grad_accum, CE + KD per teacher, AdamW, warm-up + cosine, clipping
     -> metrics.jsonl, checkpoints (exact resume), evaluation, curves plot, learned W files.
 
-Runs unchanged under `torchrun --nproc_per_node=N` (DDP, gloo on CPU, nccl on GPU): the global
-sequence of micro-batches is the same whatever the world size, and rank r takes every N-th one, so
-N processes with accumulation A follow the same curve as one process with accumulation N*A.
-One step's arithmetic is training_step.py, checkpoints checkpoints.py, what a run writes as it goes
-run_log.py, rank and device distributed.py.
+Runs unchanged under `torchrun --nproc_per_node=N` (DDP, gloo on CPU, nccl on GPU; with
+`training.fsdp`, FSDP2: sharding.py): the global sequence of micro-batches is the same whatever the
+world size, and rank r takes every N-th one, so N processes with accumulation A follow the same curve
+as one process with accumulation N*A. One step's arithmetic is training_step.py, checkpoints
+checkpoints.py, what a run writes as it goes run_log.py, rank and device distributed.py.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from xtoken_align.distill.checkpoints import restore_checkpoint, save_checkpoint
 from xtoken_align.distill.config import DistillConfig
@@ -108,15 +109,17 @@ class DistillRunner:
             plan.model = model.to(self.dist.device).eval().requires_grad_(False)
         # CE and KD are computed in StudentTerms.forward, so the DDP/FSDP wrapper sees the output layer used
         self.wrapped = StudentTerms(self.student, cfg.loss.chunk_positions)
-        if self.dist.world > 1:
-            if cfg.training.fsdp:
-                from torch.distributed.fsdp import FullyShardedDataParallel
+        self.sharded: nn.ModuleDict | None = None  # under FSDP: what sharded checkpoints name and hold
+        if self.dist.world > 1 and cfg.training.fsdp:
+            from xtoken_align.distill.sharding import shard_student
 
-                self.wrapped = FullyShardedDataParallel(self.wrapped, device_id=self.dist.device)  # CPU too
-            else:
-                from torch.nn.parallel import DistributedDataParallel
+            self.wrapped = shard_student(self.wrapped)
+            losses = nn.ModuleList([plan.loss for plan in self.teachers])  # a learned W's optimiser state
+            self.sharded = nn.ModuleDict({"student": self.wrapped, "losses": losses})
+        elif self.dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
 
-                self.wrapped = DistributedDataParallel(self.wrapped)
+            self.wrapped = DistributedDataParallel(self.wrapped)
 
     def _bf16(self) -> bool:
         wanted = self.config.training.precision
@@ -164,7 +167,7 @@ class DistillRunner:
             last = record
             self.log.step(bar, step, record)
             if (step + 1) % cfg.output.save_every == 0 or step + 1 == end:
-                self._save(step + 1)
+                self._save(step + 1, export=step + 1 == end)
             if cfg.output.eval_every and (step + 1) % cfg.output.eval_every == 0:
                 self._evaluate(step + 1)
         if end < cfg.training.steps:
@@ -186,22 +189,31 @@ class DistillRunner:
         return summary
 
     # ---- checkpoints ----------------------------------------------------------------------------
-    def _save(self, step: int) -> None:
-        if self.dist.main:
+    def _save(self, step: int, export: bool) -> None:
+        """Rank 0 saves, or under FSDP every rank (`export`: the gathered student too)."""
+        if self.dist.main or self.sharded is not None:
             losses = {plan.name: plan.loss for plan in self.teachers}
-            save_checkpoint(self.out, step, self.student, self.optimizer, self.scheduler, losses, self.config.dump())
+            save_checkpoint(self.out, step, self.student, self.optimizer, self.scheduler, losses, self.config.dump(),
+                            self.sharded, export)  # fmt: skip
 
     def _restore(self) -> int:
         losses = {plan.name: plan.loss for plan in self.teachers}
-        return restore_checkpoint(self.out, self.student, self.optimizer, self.scheduler, losses, self.dist.device)
+        return restore_checkpoint(self.out, self.student, self.optimizer, self.scheduler, losses, self.dist.device,
+                                  self.sharded)  # fmt: skip
 
     # ---- evaluation and outputs ---------------------------------------------------------------
     def _evaluate(self, step: int) -> dict:
         from xtoken_align.distill.evaluate import evaluate_student
 
+        if self.sharded is not None:  # every rank runs it, the root's parameters gathered
+            from xtoken_align.distill.sharding import gathered_root
+
+            with gathered_root(self.wrapped):
+                summary = evaluate_student(self.student, self.student_vocab, self.config, self.dist.device, True)
+        elif self.dist.main:
+            summary = evaluate_student(self.student, self.student_vocab, self.config, self.dist.device)
         if not self.dist.main:
             return {}
-        summary = evaluate_student(self.student, self.student_vocab, self.config, self.dist.device)
         summary["step"] = step
         self.log.evaluation(summary)
         return summary

@@ -35,8 +35,9 @@ class RunSummary(Report):
         """This summary with `artifacts` naming every output in the run folder `out`."""
         found = {name: out / file for name, file in ARTIFACTS.items() if name == "summary" or (out / file).exists()}
         latest = out / "checkpoints" / "latest"
-        if latest.is_file():  # the student as the last checkpoint saved it: a Hugging Face model folder
-            found["student"] = out / "checkpoints" / latest.read_text().strip() / "student"
+        student = out / "checkpoints" / latest.read_text().strip() / "student" if latest.is_file() else None
+        if student is not None and student.is_dir():  # the student as the last checkpoint saved it (a Hugging
+            found["student"] = student  # Face folder; under FSDP only the run's last checkpoint has one)
         for learned in sorted(out.glob("W-learned-*.safetensors")):
             found[learned.stem.removeprefix("W-")] = learned
         return self.model_copy(update={"artifacts": {name: str(path) for name, path in found.items()}})

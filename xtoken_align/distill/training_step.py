@@ -13,12 +13,14 @@ takes and everything around the loop (runner.py).
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.distributed.fsdp import FSDPModule
 
 from xtoken_align.distill.config import DistillConfig, LossSpec
 from xtoken_align.distill.distributed import Distributed
@@ -49,9 +51,8 @@ def train_step(
     for number, batch in enumerate(batches):
         batch = {k: _to(v, where.device) for k, v in batch.items()}
         sync = number + 1 == accum
-        # Gradients are all-reduced once per step, on the last micro-batch.
-        skip_sync = where.world > 1 and not sync and hasattr(model, "no_sync")
-        context = model.no_sync() if skip_sync else nullcontext()
+        # Gradients are all-reduced (FSDP: reduce-scattered) once per step, on the last micro-batch.
+        context = _without_gradient_sync(model) if where.world > 1 and not sync else nullcontext()
         with context, torch.autocast(where.device.type, dtype=torch.bfloat16, enabled=bf16):
             terms = micro_batch_terms(batch, model, teachers, options)
             (terms.loss / accum).backward()
@@ -132,6 +133,20 @@ def term_counts(batch: dict, teachers: list[TeacherPlan]) -> list[int]:
     labels = batch["labels"]
     chunks = [p.loss.count(batch["student_chunk"][p.name], batch["teacher_chunk"][p.name], labels) for p in teachers]
     return [int((labels != -100).sum()), *chunks]
+
+
+@contextmanager
+def _without_gradient_sync(model: nn.Module) -> Iterator[None]:
+    """DDP's `no_sync`; FSDP2 has a switch instead (its gradients then accumulate unsharded)."""
+    if isinstance(model, FSDPModule):
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
+    else:
+        with model.no_sync():
+            yield
 
 
 def _sync_loss_gradients(teachers: list[TeacherPlan], where: Distributed) -> None:
