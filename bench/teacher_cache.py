@@ -9,7 +9,7 @@ plus the output layer; the embedding lookup is free), printed so that teacher >=
 
 A randomly initialised teacher spreads its mass almost uniformly over 151k ids, for which no small
 K can be faithful; real teachers are peaked. So the teacher is made LM-like first: trained with CE on
-the bench's GSM8K texts for `--train-seconds`, then, if its mean entropy is still above `--entropy`
+the bench's GSM8K texts for `--train-steps` steps, then, if its mean entropy is still above `--entropy`
 nats (about an LM's on such text), sharpened by a temperature (the final RMSNorm's weight scaled by
 c, which scales every logit by c, inputs untouched). Its mean entropy, top-1 probability and the
 mass outside its top 8 / 32 / 128 are printed.
@@ -25,7 +25,7 @@ mass outside its top 8 / 32 / 128 are printed.
    on `--fidelity-samples` samples, the untrained student's logits, the losses' default options.
    Goal: <= 128 bytes per teacher token at gradient cosine >= 0.99 against live P-KL.
 
-    python bench/teacher_cache.py [--texts 12] [--steps 3] [--train-seconds 60] [--fidelity-samples 4] [--no-kd]
+    python bench/teacher_cache.py [--texts 12] [--steps 3] [--train-steps 8] [--fidelity-samples 4] [--no-kd]
 """
 
 from __future__ import annotations
@@ -77,26 +77,24 @@ def peakedness(model, dataset, name: str, vocab_size: int) -> dict[str, float]:
     return dict(zip(keys, (sums / n).tolist(), strict=True))
 
 
-def make_lm_like(folder: Path, dataset, name: str, vocab_size: int, seconds: float, entropy: float) -> dict:
-    """Train the tiny teacher at `folder` with CE on the dataset's teacher ids for `seconds`, then
-    sharpen by a temperature until its mean entropy is at most `entropy`; saved in place."""
+def make_lm_like(folder: Path, dataset, name: str, vocab_size: int, steps: int, entropy: float) -> dict:
+    """Train the tiny teacher at `folder` with `steps` CE steps on the dataset's teacher ids (a count,
+    not a time, so that a busy machine trains the same teacher), then sharpen by a temperature until
+    its mean entropy is at most `entropy`; saved in place."""
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    started, steps = time.perf_counter(), 0
     model.train()
-    while time.perf_counter() - started < seconds:
-        for ids, mask in teacher_batches(dataset, name, 8):
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1, :vocab_size].float()
-            labels = torch.where(mask[:, 1:].bool(), ids[:, 1:], -100)
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab_size), labels.reshape(-1))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            steps += 1
-            if time.perf_counter() - started >= seconds:
-                break
+    batches = list(teacher_batches(dataset, name, 8))
+    for step in range(steps):
+        ids, mask = batches[step % len(batches)]
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1, :vocab_size].float()
+        labels = torch.where(mask[:, 1:].bool(), ids[:, 1:], -100)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab_size), labels.reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
     model.eval()
     trained = peakedness(model, dataset, name, vocab_size)
     scale = 1.0
@@ -115,7 +113,7 @@ def make_lm_like(folder: Path, dataset, name: str, vocab_size: int, seconds: flo
         scale = math.exp(high)
         model.model.norm.weight.data *= scale
     model.save_pretrained(folder, safe_serialization=True)
-    return {"steps": steps, "ce": round(float(loss.detach()), 3), "trained": trained, "scale": round(scale, 3),
+    return {"ce": round(float(loss.detach()), 3), "trained": trained, "scale": round(scale, 3),
             "final": peakedness(model, dataset, name, vocab_size)}  # fmt: skip
 
 
@@ -198,7 +196,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--texts", type=int, default=12)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--train-seconds", type=float, default=60.0)
+    parser.add_argument("--train-steps", type=int, default=8, help="CE steps making each teacher LM-like")
     parser.add_argument("--entropy", type=float, default=2.0, help="target mean teacher entropy (nats)")
     parser.add_argument("--fidelity-samples", type=int, default=4)
     parser.add_argument("--no-kd", action="store_true", help="leave out kd (and its Llama-3 teacher)")
@@ -250,13 +248,12 @@ def main() -> None:
     made = {}
     for spec in specs:
         size = teacher.size if spec["name"] == "qwen" else student.size
-        seconds = args.train_seconds if spec["name"] == "qwen" else args.train_seconds / 3
-        say(f"making teacher '{spec['name']}' LM-like: CE on the texts for {seconds:.0f} s, then a temperature")
+        say(f"making teacher '{spec['name']}' LM-like: {args.train_steps} CE steps on the texts, then a temperature")
         made[spec["name"]] = found = make_lm_like(
-            Path(spec["model"]), dataset, spec["name"], size, seconds, args.entropy
+            Path(spec["model"]), dataset, spec["name"], size, args.train_steps, args.entropy
         )
         t, f = found["trained"], found["final"]
-        print(f"  teacher '{spec['name']}': {found['steps']} CE steps (last CE {found['ce']}): entropy "
+        print(f"  teacher '{spec['name']}': {args.train_steps} CE steps (last CE {found['ce']}): entropy "
               f"{t['entropy']:.2f} nats, top-1 {t['top1']:.2f}; logits x {found['scale']}: entropy "
               f"{f['entropy']:.2f} nats, top-1 p {f['top1']:.2f}, mass outside top-8/32/128 "
               f"{f['outside_top8']:.3f} / {f['outside_top32']:.3f} / {f['outside_top128']:.4f}")  # fmt: skip

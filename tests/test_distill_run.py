@@ -163,6 +163,45 @@ def _torchrun() -> str:
     return str(Path(sys.executable).with_name("torchrun"))
 
 
+def test_a_step_is_normalised_by_its_counts_not_by_micro_batch_means(assets, tmp_path: Path) -> None:
+    """`train_step` on one micro-batch of 4 samples and on two of 2 (one with a short text: other token
+    and chunk counts) gives the same update: per-token CE and per-chunk KD over the step, H-KL and
+    same-tokenizer KD, fixed combination (SGD, lr 1, no clipping: the update is the gradient)."""
+    from transformers import AutoModelForCausalLM
+
+    from xtoken_align.distill.data import collate, training_set
+    from xtoken_align.distill.distributed import Distributed
+    from xtoken_align.distill.student_terms import StudentTerms
+    from xtoken_align.distill.teachers import prepare_teachers
+    from xtoken_align.distill.training_step import term_counts, train_step
+
+    teachers = [qwen(assets, "h_kl"), {"name": "llama", "model": str(assets["llama_teacher"]), "loss": "kd"}]
+    cfg = config(assets, assets["root"] / "unused", teachers, {"combine": "fixed"}, clip=1e9)
+    plans = prepare_teachers(cfg, vocab("llama3"))
+    for plan in plans:
+        plan.model = AutoModelForCausalLM.from_pretrained(plan.spec.model, dtype=torch.float32).eval()
+    texts = gsm8k("train")[:4]
+    texts[1] = texts[1][:60]  # a short text: the halves hold other token and chunk counts
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    dataset = training_set([str(data)], None, 64, vocab("llama3"), {"qwen": plans[0].vocab, "llama": None})
+    items = [dataset[i] for i in range(4)]
+    whole, halves = collate(items), [collate(items[:2]), collate(items[2:])]
+    counts = [term_counts(h, plans) for h in halves]
+    assert all(a != b for a, b in zip(*counts, strict=True)), counts  # tokens and chunks differ between halves
+    updates = []
+    for batches in ([whole], halves):
+        model = AutoModelForCausalLM.from_pretrained(assets["student"], dtype=torch.float32)
+        before = {k: p.detach().clone() for k, p in model.named_parameters()}
+        terms = StudentTerms(model, cfg.loss.chunk_positions)
+        optimizer = torch.optim.SGD(terms.parameters(), lr=1.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        train_step(0, batches, terms, plans, optimizer, scheduler, cfg, Distributed.from_env(), False)
+        updates.append({k: before[k] - p.detach() for k, p in model.named_parameters()})
+    for key in updates[0]:
+        torch.testing.assert_close(updates[1][key], updates[0][key], rtol=1e-4, atol=1e-7, msg=key)
+
+
 def test_torchrun_two_processes_match_one_with_double_accumulation(assets, tmp_path: Path) -> None:
     """DDP (gloo, CPU): 2 ranks x accumulation 1 follow 1 process x accumulation 2, with the losses from
     hidden states in chunks of 40 positions (the output layer's gradient reaches DDP's hooks)."""

@@ -1,9 +1,12 @@
 """One optimiser step of distillation: for each of this rank's micro-batches, the student's CE and
 every teacher's KD term, weighted (teachers.teacher_weights) and combined (Eq. 7), backpropagated
 with gradients all-reduced once, on the last micro-batch; then clipping, AdamW and the schedule.
+Each micro-batch's terms are weighed by its share of the step's counts (`term_shares`), so a step's
+gradient is that of per-token CE and per-chunk KD over all its micro-batches and ranks, however
+unevenly tokens and chunks fall into them.
 
 `micro_batch_terms` is one micro-batch's objective, the one the Hugging Face Trainer (hf.py) uses too,
-with `term_counts` for normalising it by a whole step's counts.
+with `term_counts` / `term_shares` for normalising it by a whole step's counts.
 
 Returns the step's record for metrics.jsonl (loss, ce, kd, kd_scale, kd/<teacher>, unreachable/<teacher>
 for P-KL teachers, grad_norm, lr, tokens), averaged over ranks. Left out: which micro-batches a step
@@ -48,14 +51,16 @@ def train_step(
     sums: dict[str, float] = {}  # loss, ce, kd, kd_scale, kd/<name>, unreachable/<name> (P-KL teachers)
     tokens = 0
     accum = len(batches)
+    totals = step_counts(batches, teachers, where)
     for number, batch in enumerate(batches):
         batch = {k: _to(v, where.device) for k, v in batch.items()}
         sync = number + 1 == accum
         # Gradients are all-reduced (FSDP: reduce-scattered) once per step, on the last micro-batch.
         context = _without_gradient_sync(model) if where.world > 1 and not sync else nullcontext()
         with context, torch.autocast(where.device.type, dtype=torch.bfloat16, enabled=bf16):
-            terms = micro_batch_terms(batch, model, teachers, options)
-            (terms.loss / accum).backward()
+            shares = term_shares(batch, teachers, totals, where.world)
+            terms = micro_batch_terms(batch, model, teachers, options, shares)
+            terms.loss.backward()
         for key, value in terms.metrics(teachers).items():
             sums[key] = sums.get(key, 0.0) + value / accum
         tokens += int(batch["attention_mask"].sum())
@@ -147,6 +152,22 @@ def _without_gradient_sync(model: nn.Module) -> Iterator[None]:
     else:
         with model.no_sync():
             yield
+
+
+def step_counts(batches: list[dict], teachers: list[TeacherPlan], where: Distributed) -> list[int]:
+    """`term_counts` summed over a step's micro-batches and every rank's: what the step's per-token CE
+    and per-chunk KD are over."""
+    counts = torch.tensor([term_counts(batch, teachers) for batch in batches]).sum(0)
+    if where.world > 1:
+        counts = counts.to(where.device)
+        dist.all_reduce(counts)
+    return counts.tolist()
+
+
+def term_shares(batch: dict, teachers: list[TeacherPlan], totals: list[int], world: int) -> list[float]:
+    """[CE's, each teacher's] share of the step for `micro_batch_terms`: the micro-batch's count over
+    the step's, times `world` because data parallelism averages gradients over ranks."""
+    return [c * world / max(n, 1) for c, n in zip(term_counts(batch, teachers), totals, strict=True)]
 
 
 def _sync_loss_gradients(teachers: list[TeacherPlan], where: Distributed) -> None:
