@@ -207,6 +207,20 @@ def test_hybrid_losses_on_log_space_chunk_means(kind, ours, reference, projectio
     torch.testing.assert_close(*first)
 
 
+@pytest.mark.parametrize(("kind", "reference"), [("h_kl", ReferenceHKLLoss), ("gold", ReferenceGoldLoss)])
+def test_hybrid_reference_from_hidden_states_equals_its_logits(kind, reference, projection, batch):
+    _, _, s_chunk, t_chunk, labels, _ = batch
+    g = torch.Generator().manual_seed(4)
+    h_s, h_t = torch.randn(2, 8, 6, generator=g, dtype=F64), torch.randn(2, 9, 6, generator=g, dtype=F64)
+    w_s = torch.randn(V_S, 6, generator=g, dtype=F64).requires_grad_()
+    w_t = torch.randn(V_T, 6, generator=g, dtype=F64)
+    module = hybrid(reference, kind, projection)
+    want = module(h_s @ w_s.T, h_t @ w_t.T, s_chunk, t_chunk, labels)
+    got = module(OutputHead(h_s, w_s, None, 3), OutputHead(h_t, w_t, None, 3), s_chunk, t_chunk, labels)
+    torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(*(torch.autograd.grad(v, w_s)[0] for v in (got, want)), atol=1e-10, rtol=1e-10)
+
+
 # ---- all four on real Llama-3 × Qwen3 inputs -----------------------------------------------------------
 
 
