@@ -164,6 +164,19 @@ def test_all_four_differences_and_first_aggregation(setting):
         ReferencePKLLoss(w, differences=("log_space",))
 
 
+def test_a_cached_teacher_with_minus_inf_columns_stays_finite(setting, projection):
+    """log p̂ of a cached teacher: −inf off its few stored ids, a row with none stored: no NaN."""
+    student, teacher, chunks, _, _, w = setting
+    sparse = teacher.clone()
+    sparse[sparse < 2.0] = -torch.inf
+    sparse[1, 2] = -torch.inf
+    modules = [ReferencePKLLoss(w, topk=TOPK), ReferenceHKLLoss(ProjectionW.from_projection(projection).double()),
+               ReferenceGoldLoss(FAKE_STUDENT, FAKE_TEACHER)]  # fmt: skip
+    for module in modules:
+        value, grad = value_and_grad(module, student, sparse, chunks)
+        assert torch.isfinite(value) and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
 # ---- H-KL and GOLD: log-space chunk means on both sides ---------------------------------------------
 
 
