@@ -9,11 +9,14 @@ real vocabularies) and are written from the formulas in docs/method.md, not from
 
 from __future__ import annotations
 
+import json
+import math
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import gsm8k, vocab
 from loss_fixtures import (
     F64,
@@ -26,6 +29,7 @@ from loss_fixtures import (
     V_S,
     V_T,
     as_projection,
+    distill_assets,
     make,
     positions_by_chunk,
     random_w,
@@ -45,6 +49,7 @@ from xtoken_align.distill.losses import (
     loss_names,
 )
 from xtoken_align.distill.losses.reference import DIFFERENCES, EPSILON, ReferenceGoldLoss, ReferenceHKLLoss
+from xtoken_align.distill.runner import DistillRunner
 from xtoken_align.distill.sparse_w import ProjectionW
 from xtoken_align.errors import XTokenError
 from xtoken_align.projection import build_projection
@@ -284,6 +289,29 @@ def test_reference_p_kl_equals_the_naive_reference_on_real_inputs(real):
                             labels)  # fmt: skip
         torch.testing.assert_close(from_heads, from_logits, atol=1e-9, rtol=1e-9)
         torch.testing.assert_close(torch.autograd.grad(from_heads, w_s)[0], grad, atol=1e-9, rtol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    return distill_assets(tmp_path_factory.mktemp("reference"), gsm8k("train")[:8])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", ["p_kl", "h_kl"])
+def test_a_run_with_reference_semantics_trains(loss, assets, tmp_path):
+    """The runner end to end (tiny models, real tokenizers, losses from hidden states): finite KD, the
+    semantics recorded in the run's config."""
+    teacher = {"name": "qwen", "model": str(assets["qwen"]), "loss": loss, "projection": str(assets["w"])}
+    run = DistillConfig.from_dict({
+        "student": {"model": str(assets["student"])}, "teachers": [teacher],
+        "data": {"train": [str(assets["data"])], "max_length": 32},
+        "training": {"steps": 3, "batch_size": 4, "lr": 3e-3, "warmup_steps": 1},
+        "loss": {"topk": 2048, "semantics": "reference"}, "output": {"dir": str(tmp_path)}, "eval": {"texts": 2},
+    })  # fmt: skip
+    DistillRunner(run).run()
+    curve = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(curve) == 3 and all(math.isfinite(r["kd"]) for r in curve)
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["loss"]["semantics"] == "reference"
 
 
 # ---- the config field ------------------------------------------------------------------------------------
