@@ -1,6 +1,6 @@
 """`loss.semantics: reference`: the losses as NVIDIA NeMo-RL's X-Token code computes them
 (`nemo_rl/algorithms/loss/loss_functions.py`, `_compute_p_kl` and `_compute_gold`), for users who
-compare runs with that stack. docs/method.md "Reference semantics" sets them beside this project's.
+compare runs with that stack. docs/method.md §9 sets them beside this project's.
 
 P-KL differs from `PKLLoss` (projected.py) in four places, each a name in `DIFFERENCES`:
 
@@ -17,7 +17,8 @@ P-KL differs from `PKLLoss` (projected.py) in four places, each a name in `DIFFE
 
 H-KL and GOLD differ in one place, the same as `log_mean`: with `mean`, both chunk distributions are
 exp(mean_i log softmax(z_i)) over the whole vocabulary, so the common-set KL takes the log-space means
-directly and the sorted tails compare their exponentials. `first` is the same in both semantics;
+directly and the sorted tails compare their exponentials (plain autograd, not hybrid_student.py's fused
+backward: several (n, V) temporaries per group of n positions). `first` is the same in both semantics;
 `chain` (the reference has none) keeps this project's form. Teacher rows that are −inf on every column
 (a cached teacher stored nothing there) count 0, where the reference would give NaN. Left out: ULD and
 KD (the reference has no ULD; its same-tokenizer KD is this project's), the reference's ε = 1e-10 in
