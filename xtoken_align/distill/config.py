@@ -94,9 +94,15 @@ class LossSpec(_Strict):
     # losses from the final hidden states and output layer, this many positions at a time (forward and
     # backward), never holding (positions, vocabulary) logits; 0: from full logits (losses/chunked.py)
     chunk_positions: Annotated[int, Field(ge=0)] = 1024
+    # ours, or reference: P-KL, H-KL and GOLD as NeMo-RL computes them (losses/reference.py,
+    # docs/method.md "Reference semantics")
+    semantics: Literal["ours", "reference"] = "ours"
 
     @model_validator(mode="after")
     def _bounds(self) -> LossSpec:
+        if self.semantics == "reference" and self.topk_student == "drop":
+            raise ValueError("semantics: reference renormalises the projected student within the top-k "
+                             "columns; topk_student: drop contradicts it")  # fmt: skip
         if self.dynamic_scale_min > self.dynamic_scale_max:
             raise ValueError(f"dynamic_scale_min {self.dynamic_scale_min} exceeds dynamic_scale_max "
                              f"{self.dynamic_scale_max}")  # fmt: skip

@@ -19,6 +19,7 @@ per-chunk formula then runs on `chunk_positions` positions at a time, forward an
     projected.py       p_kl   P-KL through W
     hybrid.py          h_kl, gold, uld   common set + sorted tail (student side: hybrid_student.py)
     same_tokenizer.py  kd     plain KL for a teacher with the student's tokenizer
+    reference.py       `loss.semantics: reference`: P-KL, H-KL, GOLD as NeMo-RL computes them
     objective.py       cross_entropy, kd_scale, combine (Eq. 7)
     chunked.py         OutputHead: the losses from hidden states and output layer, in position chunks
 
@@ -36,6 +37,8 @@ from xtoken_align.distill.losses.hybrid import GoldLoss, HKLLoss, HybridLoss, UL
 
 from xtoken_align.distill.losses.same_tokenizer import KDLoss  # isort: split
 
+from xtoken_align.distill.losses.reference import ReferencePKLLoss  # isort: split
+
 from xtoken_align.distill.losses.base import ChunkLoss, LossSetup, TeacherLoss, real_columns
 from xtoken_align.distill.losses.chunked import OutputHead
 from xtoken_align.distill.losses.objective import SCALE_BOUNDS, combine, cross_entropy, kd_scale
@@ -45,6 +48,7 @@ from xtoken_align.distill.losses.registry import (
     loss_names,
     make_loss,
     register_loss,
+    register_reference,
     unregister_loss,
 )
 
@@ -58,6 +62,7 @@ __all__ = [
     "LossSetup",
     "OutputHead",
     "PKLLoss",
+    "ReferencePKLLoss",
     "TeacherLoss",
     "ULDLoss",
     "build_loss",
@@ -69,5 +74,6 @@ __all__ = [
     "make_loss",
     "real_columns",
     "register_loss",
+    "register_reference",
     "unregister_loss",
 ]

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from xtoken_align.distill.losses.base import LossSetup, TeacherLoss
 
 _REGISTRY: dict[str, type[TeacherLoss]] = {}
+_REFERENCE: dict[str, type[TeacherLoss]] = {}  # `loss.semantics: reference` variants (reference.py)
 
 
 def register_loss(cls: type[TeacherLoss]) -> type[TeacherLoss]:
@@ -29,6 +30,15 @@ def register_loss(cls: type[TeacherLoss]) -> type[TeacherLoss]:
     if name in _REGISTRY:
         raise ValueError(f"loss {name!r} is already registered by {_REGISTRY[name].__name__}")
     _REGISTRY[name] = cls
+    return cls
+
+
+def register_reference(cls: type[TeacherLoss]) -> type[TeacherLoss]:
+    """Class decorator: make `cls` (a subclass of a registered loss) what `loss.semantics: reference`
+    builds for its name."""
+    if cls.name not in _REGISTRY or not issubclass(cls, _REGISTRY[cls.name]):
+        raise TypeError(f"{cls.__name__} must subclass the loss registered as {cls.name!r}")
+    _REFERENCE[cls.name] = cls
     return cls
 
 
@@ -60,5 +70,9 @@ def make_loss(name: str, **kwargs) -> TeacherLoss:
 
 
 def build_loss(setup: LossSetup) -> TeacherLoss:
-    """The loss module of one teacher of a run, built by its class from the teacher and the run's options."""
-    return loss_class(setup.teacher.loss).from_teacher(setup)
+    """The loss module of one teacher of a run, built by its class from the teacher and the run's options
+    (`loss.semantics: reference`: its reference variant, where it has one)."""
+    cls = loss_class(setup.teacher.loss)
+    if setup.options.semantics == "reference":
+        cls = _REFERENCE.get(cls.name, cls)
+    return cls.from_teacher(setup)
