@@ -38,6 +38,7 @@ from xtoken_align.distill.losses.chunked import OutputHead, source_rows
 from xtoken_align.distill.losses.hybrid import GoldLoss, HKLLoss, HybridLoss, _complement
 from xtoken_align.distill.losses.projected import PKLLoss
 from xtoken_align.distill.losses.registry import register_reference
+from xtoken_align.distill.losses.sparse_teacher import SparseTeacher
 from xtoken_align.distill.sparse_w import ProjectionW
 
 DIFFERENCES = ("log_mean", "renormalise", "epsilon", "columns")
@@ -55,7 +56,7 @@ class ReferencePKLLoss(PKLLoss):
             raise ValueError(f"unknown reference differences {unknown}; choose from {', '.join(DIFFERENCES)}")
         super().__init__(w, **kw)
         self.differences = frozenset(differences)
-        self._teacher: Tensor | OutputHead | None = None  # during forward, for the `columns` pick
+        self._teacher: Tensor | OutputHead | SparseTeacher | None = None  # during forward, for the `columns` pick
 
     def forward(self, student, teacher, *args, **kwargs) -> Tensor:
         self._teacher = teacher
@@ -72,7 +73,8 @@ class ReferencePKLLoss(PKLLoss):
         if self.topk >= self.w.shape[1]:
             return None
         importance = every_row_max(self._teacher, self.w.shape[1])
-        return torch.topk(importance, self.topk, sorted=False).indices.sort().values
+        known = int(torch.isfinite(importance).sum())  # a cached teacher: among the ids it stored
+        return torch.topk(importance, min(self.topk, known), sorted=False).indices.sort().values
 
     def chunk_losses(self, z_s, z_t, layout, labels, teacher_labels, context):
         student, teacher, on = layout.student, layout.teacher, self.differences
@@ -96,9 +98,11 @@ class ReferencePKLLoss(PKLLoss):
 
 
 @torch.no_grad()
-def every_row_max(teacher: Tensor | OutputHead, size: int) -> Tensor:
-    """(V_T,) the max teacher logit over every row of `teacher` (logits (..., V') or an `OutputHead`,
-    computed `chunk_positions` rows at a time), on its first `size` columns."""
+def every_row_max(teacher: Tensor | OutputHead | SparseTeacher, size: int) -> Tensor:
+    """(V_T,) the max teacher logit over every row of `teacher` (logits (..., V'), an `OutputHead`,
+    computed `chunk_positions` rows at a time, or a cache's rows), on its first `size` columns."""
+    if isinstance(teacher, SparseTeacher):
+        return real_columns(teacher, size, "teacher").column_max()
     if not isinstance(teacher, OutputHead):
         return real_columns(teacher.detach().reshape(-1, teacher.shape[-1]), size, "teacher").amax(0)
     rows = torch.arange(teacher.rows.shape[0], device=teacher.rows.device).split(teacher.chunk_positions)
