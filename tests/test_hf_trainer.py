@@ -14,6 +14,7 @@ import pytest
 import torch
 from conftest import gsm8k, vocab
 from loss_fixtures import distill_assets
+from transformers import TrainerCallback
 
 from xtoken_align.distill.config import DistillConfig
 from xtoken_align.distill.hf import XTokenDataCollator, XTokenDistillationTrainer, training_texts
@@ -48,13 +49,14 @@ def arguments(out: Path, cfg: DistillConfig, **extra):
     from transformers import TrainingArguments
 
     t = cfg.training
-    return TrainingArguments(
+    settings = dict(
         output_dir=str(out), max_steps=t.steps, per_device_train_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum, learning_rate=t.lr, warmup_steps=t.warmup_steps,
         lr_scheduler_type="cosine", weight_decay=0.0, max_grad_norm=t.clip, optim="adamw_torch", seed=t.seed,
         logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, train_sampling_strategy="sequential",
-        dataloader_num_workers=0, **extra,
+        dataloader_num_workers=0,
     )  # fmt: skip
+    return TrainingArguments(**(settings | extra))
 
 
 def student(assets):
@@ -113,6 +115,58 @@ def test_lora_student_trains_its_adapter_and_a_learned_w(assets, tmp_path: Path)
     learned = load_projection(out / "W-learned-qwen.safetensors", vocab("llama3"), vocab("qwen3"))
     original = load_projection(assets["w"])
     assert learned.matrix.nnz == original.matrix.nnz and (learned.matrix != original.matrix).nnz > 0
+
+
+class StepCounter(TrainerCallback):
+    """The global steps a `train()` call ran."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        self.steps.append(state.global_step)
+
+
+def test_resume_from_checkpoint_continues_the_uninterrupted_run(assets, tmp_path: Path) -> None:
+    """4 steps of 2 micro-batches (seeded random order, a learned W) saved every 2 steps; a fresh
+    Trainer on a fresh student resumed from checkpoint-2 logs steps 3-4 as the uninterrupted run does
+    (rel 1e-5, float32 CPU) and ends with the same student and the same learned W."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from xtoken_align.distill.hf import LOSSES_NAME
+
+    cfg = config(assets, tmp_path / "unused", steps=4, batch_size=2, grad_accum=2, teacher={"learn_w": True})
+    runs, trained = {}, {}
+    for name, resume in (("whole", None), ("resumed", tmp_path / "whole" / "checkpoint-2")):
+        args = arguments(tmp_path / name, cfg, save_strategy="steps", save_steps=2, train_sampling_strategy="random")
+        steps = StepCounter()
+        trainer = XTokenDistillationTrainer(
+            student(assets), cfg, args, train_dataset=training_texts(cfg), callbacks=[steps]
+        )
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        runs[name], trained[name] = {r["step"]: r for r in trainer.state.log_history if "ce" in r}, steps.steps
+    checkpoint = tmp_path / "whole" / "checkpoint-2"
+    assert (checkpoint / LOSSES_NAME).is_file() and (checkpoint / "W-learned-qwen.safetensors").is_file()
+    saved = torch.load(checkpoint / "optimizer.pt", weights_only=True)
+    assert [len(g["params"]) for g in saved["param_groups"]][-1] == 1  # W's group, its Adam state saved
+    assert saved["param_groups"][-1]["lr"] > 0 and len(saved["state"]) == sum(
+        len(g["params"]) for g in saved["param_groups"]
+    )
+    assert trained == {"whole": [1, 2, 3, 4], "resumed": [3, 4]}  # the resumed log_history starts with 1, 2
+    for step in (1, 2, 3, 4):
+        for key in ("loss", "ce", "kd", "kd/qwen", "unreachable/qwen", "grad_norm", "learning_rate"):
+            assert runs["resumed"][step][key] == pytest.approx(runs["whole"][step][key], rel=1e-5, abs=1e-7), (
+                step,
+                key,
+            )
+    ends = {name: tmp_path / name / "checkpoint-4" for name in runs}
+    w = {name: load_file(path / LOSSES_NAME) for name, path in ends.items()}
+    for key in w["whole"]:
+        torch.testing.assert_close(w["resumed"][key], w["whole"][key], rtol=1e-5, atol=1e-7)
+    models = {name: AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32) for name, path in ends.items()}
+    for (key, a), b in zip(models["whole"].state_dict().items(), models["resumed"].state_dict().values(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7, msg=key)
 
 
 def _gradient(trainer, batches: list[dict]) -> dict[str, torch.Tensor]:

@@ -34,8 +34,10 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForCausalLM, Trainer
+from transformers.utils import logging
 
 from xtoken_align.distill.config import DistillConfig
 from xtoken_align.distill.data import DistillDataset, collate, encode_texts, load_texts
@@ -46,6 +48,8 @@ from xtoken_align.errors import XTokenError
 from xtoken_align.vocab import Vocab, load_vocab
 
 CONFIG_NAME = "distill-config.yaml"  # the DistillConfig, written next to every saved student
+LOSSES_NAME = "distill-losses.safetensors"  # learned W's parameters, `<teacher>/<key>`, for resuming
+logger = logging.get_logger(__name__)
 
 
 def training_texts(config: DistillConfig) -> list[dict]:
@@ -121,7 +125,11 @@ class XTokenDistillationTrainer(Trainer):
         self._micro = 0
 
     def learned_parameters(self) -> list[nn.Parameter]:
-        return [p for plan in self.teachers for p in plan.loss.parameters() if p.requires_grad]
+        return [p for plan in self._learning() for p in plan.loss.parameters() if p.requires_grad]
+
+    def _learning(self) -> list[TeacherPlan]:
+        """The teachers whose loss trains parameters of its own (a `learn_w` W)."""
+        return [plan for plan in self.teachers if any(p.requires_grad for p in plan.loss.parameters())]
 
     # ---- the items reach XTokenDataCollator whole (Trainer would drop the columns forward does not name)
     def _remove_unused_columns(self, dataset, description: str | None = None):
@@ -164,6 +172,35 @@ class XTokenDistillationTrainer(Trainer):
             self._sums, self._micro = {}, 0
         super().log(logs, start_time)
 
+    # ---- resuming: Trainer restores the optimizer (W's group included), scheduler, RNG and data position
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        """The student's weights (a PEFT student: its adapter) into the student, not the `StudentTerms`
+        wrapper whose keys carry a `model.` prefix, and each learned W's parameters from `LOSSES_NAME`."""
+        super()._load_from_checkpoint(resume_from_checkpoint, self.student)
+        learning = self._learning()
+        if not learning:
+            return
+        path = Path(resume_from_checkpoint) / LOSSES_NAME
+        if not path.is_file():
+            names = ", ".join(plan.name for plan in learning)
+            raise XTokenError(f"{path} is missing: the checkpoint holds no learned W for {names} (learn_w)")
+        states = load_file(path)
+        for plan in learning:
+            prefix = f"{plan.name}/"
+            state = {k[len(prefix) :]: v for k, v in states.items() if k.startswith(prefix)}
+            plan.loss.load_state_dict(state)  # strict: a W of another shape is refused
+
+    def _issue_warnings_after_load(self, load_result) -> None:
+        """Trainer's check of a loaded checkpoint, on the student (Trainer's own reads `self.model`): tied
+        weights (an output layer that is the embedding, not saved) are tied again, other gaps reported."""
+        missing, unexpected = set(load_result.missing_keys), set(load_result.unexpected_keys)
+        if missing <= set(self.student.all_tied_weights_keys):
+            self.student.tie_weights()
+        else:
+            logger.warning(f"the checkpoint's student lacks {sorted(missing)}")
+        if unexpected:
+            logger.warning(f"the checkpoint's student has keys the student lacks: {sorted(unexpected)}")
+
     # ---- a learned W: its own learning rate, averaged over processes, saved as a W file -----------
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         fresh = self.optimizer is None
@@ -198,6 +235,10 @@ class XTokenDistillationTrainer(Trainer):
             learned = plan.learned_projection()
             if learned is not None:
                 save_projection(learned, out / f"W-learned-{plan.name}.safetensors")
+        states = {f"{plan.name}/{key}": value.detach().cpu().contiguous() for plan in self._learning()
+                  for key, value in plan.loss.state_dict().items()}  # fmt: skip
+        if states:
+            save_file(states, out / LOSSES_NAME)
         if self.processing_class is not None:
             self.processing_class.save_pretrained(out)
         torch.save(self.args, os.path.join(out, "training_args.bin"))
