@@ -217,23 +217,24 @@ args = TrainingArguments(output_dir=out, max_steps=3, per_device_train_batch_siz
 model = AutoModelForCausalLM.from_pretrained(cfg.student.model, dtype=torch.float32)
 trainer = XTokenDistillationTrainer(model, cfg, args, train_dataset=training_texts(cfg))
 trainer.train()
+trainer.save_model()  # a learn_w teacher: W-learned-<teacher>.safetensors, written by rank 0
 if trainer.is_world_process_zero():
     rows = [r for r in trainer.state.log_history if "ce" in r]
     open(out + "/curve.json", "w").write(json.dumps(rows))
 """
 
 
-def test_accelerate_two_processes_follow_one_with_double_accumulation(assets, tmp_path: Path) -> None:
-    """`accelerate launch --multi_gpu --num_processes 2` on CPUs (DDP over gloo), accumulation 1, follows one process
-    with accumulation 2: the same samples per step, the step's counts summed over the processes."""
+def _single_and_two_processes(tmp_path: Path, cfg: DistillConfig) -> dict[str, Path]:
+    """Run ACCELERATE_RUN as one process with accumulation 2 and as two (DDP, gloo) with accumulation 1:
+    the output folder of each."""
     script = tmp_path / "run.py"
     script.write_text(ACCELERATE_RUN)
     path = tmp_path / "run.yaml"
-    path.write_text(config(assets, tmp_path / "unused", options={"chunk_positions": 40}).dump())
+    path.write_text(cfg.dump())
     accelerate = str(Path(sys.executable).with_name("accelerate"))
-    curves = {}
+    outs = {}
     for name, procs, accum in (("single", 1, 2), ("ddp", 2, 1)):
-        out = tmp_path / name
+        out = outs[name] = tmp_path / name
         out.mkdir()
         # `--cpu` would take accelerate's one-process launcher whatever --num_processes says; `--multi_gpu`
         # launches through torch elastic, and the processes fall back to gloo on CPUs (use_cpu=True).
@@ -244,8 +245,42 @@ def test_accelerate_two_processes_follow_one_with_double_accumulation(assets, tm
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
-        curves[name] = json.loads((out / "curve.json").read_text())
+    return outs
+
+
+def _assert_same_curves(outs: dict[str, Path]) -> None:
+    curves = {name: json.loads((out / "curve.json").read_text()) for name, out in outs.items()}
     assert len(curves["single"]) == len(curves["ddp"]) == 3
     for single, ddp in zip(curves["single"], curves["ddp"], strict=True):
         for key in ("loss", "ce", "kd", "grad_norm"):
             assert ddp[key] == pytest.approx(single[key], rel=1e-4, abs=1e-6), (key, curves)
+
+
+def test_accelerate_two_processes_follow_one_with_double_accumulation(assets, tmp_path: Path) -> None:
+    """`accelerate launch --multi_gpu --num_processes 2` on CPUs (DDP over gloo), accumulation 1, follows one process
+    with accumulation 2: the same samples per step, the step's counts summed over the processes."""
+    _assert_same_curves(
+        _single_and_two_processes(tmp_path, config(assets, tmp_path / "unused", options={"chunk_positions": 40}))
+    )
+
+
+def test_learned_w_under_two_processes_is_one_with_double_accumulation(assets, tmp_path: Path) -> None:
+    """A `learn_w` P-KL teacher under `accelerate launch --num_processes 2`: W lives in the loss, outside
+    DDP, and its gradient is averaged over the processes as the student's is (the optimizer's pre-step
+    hook), so the W file rank 0 writes equals one process's with accumulation 2 (values to 1e-6 abs, 1e-4
+    rel; Adam's first steps move them by ~w_lr), and so do the curves."""
+    from xtoken_align.formats import load_projection
+
+    cfg = config(assets, tmp_path / "unused", teacher={"learn_w": True})
+    outs = _single_and_two_processes(tmp_path, cfg)
+    _assert_same_curves(outs)
+    pair = (vocab("llama3"), vocab("qwen3"))
+    ws = {name: load_projection(out / "W-learned-qwen.safetensors", *pair).matrix.tocsr() for name, out in outs.items()}
+    original = load_projection(assets["w"], *pair).matrix.tocsr()
+    single, ddp = ws["single"], ws["ddp"]
+    assert (single.indptr == ddp.indptr).all() and (single.indices == ddp.indices).all()
+    moved = abs(single - original).max()
+    differ = abs(ddp - single).max()
+    assert moved > 1e-3, moved  # W learned: the comparison below is not of two untouched copies
+    torch.testing.assert_close(torch.from_numpy(ddp.data), torch.from_numpy(single.data), rtol=1e-4, atol=1e-6)
+    print(f"learned W: moved {moved:.3g} from the original, two processes vs one differ by {differ:.3g}")
