@@ -148,18 +148,17 @@ def test_resume_from_checkpoint_continues_the_uninterrupted_run(assets, tmp_path
         runs[name], trained[name] = {r["step"]: r for r in trainer.state.log_history if "ce" in r}, steps.steps
     checkpoint = tmp_path / "whole" / "checkpoint-2"
     assert (checkpoint / LOSSES_NAME).is_file() and (checkpoint / "W-learned-qwen.safetensors").is_file()
-    saved = torch.load(checkpoint / "optimizer.pt", weights_only=True)
-    assert [len(g["params"]) for g in saved["param_groups"]][-1] == 1  # W's group, its Adam state saved
-    assert saved["param_groups"][-1]["lr"] > 0 and len(saved["state"]) == sum(
-        len(g["params"]) for g in saved["param_groups"]
-    )
+    groups = torch.load(checkpoint / "optimizer.pt", weights_only=True)["param_groups"]
+    assert len(groups[-1]["params"]) == 1  # W's own group, scheduled like the student's at w_lr
+    assert groups[-1]["lr"] / groups[0]["lr"] == pytest.approx(cfg.training.w_lr / cfg.training.lr)
     assert trained == {"whole": [1, 2, 3, 4], "resumed": [3, 4]}  # the resumed log_history starts with 1, 2
-    for step in (1, 2, 3, 4):
-        for key in ("loss", "ce", "kd", "kd/qwen", "unreachable/qwen", "grad_norm", "learning_rate"):
-            assert runs["resumed"][step][key] == pytest.approx(runs["whole"][step][key], rel=1e-5, abs=1e-7), (
-                step,
-                key,
-            )
+    keys = ("loss", "ce", "kd", "kd/qwen", "unreachable/qwen", "grad_norm", "learning_rate")
+    worst = 0.0
+    for step in (3, 4):
+        for key in keys:
+            ours, theirs = runs["resumed"][step][key], runs["whole"][step][key]
+            assert ours == pytest.approx(theirs, rel=1e-5, abs=1e-7), (step, key)
+            worst = max(worst, abs(ours - theirs) / max(abs(theirs), 1e-12))
     ends = {name: tmp_path / name / "checkpoint-4" for name in runs}
     w = {name: load_file(path / LOSSES_NAME) for name, path in ends.items()}
     for key in w["whole"]:
@@ -167,6 +166,8 @@ def test_resume_from_checkpoint_continues_the_uninterrupted_run(assets, tmp_path
     models = {name: AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32) for name, path in ends.items()}
     for (key, a), b in zip(models["whole"].state_dict().items(), models["resumed"].state_dict().values(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7, msg=key)
+    w_gap = max(float((w["resumed"][k] - w["whole"][k]).abs().max()) for k in w["whole"])
+    print(f"resumed vs uninterrupted: logged values rel {worst:.3g}, learned W's parameters abs {w_gap:.3g}")
 
 
 def _gradient(trainer, batches: list[dict]) -> dict[str, torch.Tensor]:
