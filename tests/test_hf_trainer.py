@@ -127,23 +127,27 @@ class StepCounter(TrainerCallback):
         self.steps.append(state.global_step)
 
 
-def test_resume_from_checkpoint_continues_the_uninterrupted_run(assets, tmp_path: Path) -> None:
+@pytest.mark.parametrize("lora", [False, True])
+def test_resume_from_checkpoint_continues_the_uninterrupted_run(assets, tmp_path: Path, lora: bool) -> None:
     """4 steps of 2 micro-batches (seeded random order, a learned W) saved every 2 steps; a fresh
-    Trainer on a fresh student resumed from checkpoint-2 logs steps 3-4 as the uninterrupted run does
-    (rel 1e-5, float32 CPU) and ends with the same student and the same learned W."""
+    Trainer on a fresh student (a LoRA one: its adapter initialised from another seed) resumed from
+    checkpoint-2 logs steps 3-4 as the uninterrupted run does (rel 1e-5, float32 CPU) and ends with the
+    same student (or adapter) and the same learned W."""
+    from peft import LoraConfig, get_peft_model
     from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM
 
     from xtoken_align.distill.hf import LOSSES_NAME
 
     cfg = config(assets, tmp_path / "unused", steps=4, batch_size=2, grad_accum=2, teacher={"learn_w": True})
     runs, trained = {}, {}
-    for name, resume in (("whole", None), ("resumed", tmp_path / "whole" / "checkpoint-2")):
+    for seed, (name, resume) in enumerate((("whole", None), ("resumed", tmp_path / "whole" / "checkpoint-2"))):
+        model = student(assets)
+        if lora:
+            torch.manual_seed(seed)
+            model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
         args = arguments(tmp_path / name, cfg, save_strategy="steps", save_steps=2, train_sampling_strategy="random")
         steps = StepCounter()
-        trainer = XTokenDistillationTrainer(
-            student(assets), cfg, args, train_dataset=training_texts(cfg), callbacks=[steps]
-        )
+        trainer = XTokenDistillationTrainer(model, cfg, args, train_dataset=training_texts(cfg), callbacks=[steps])
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         runs[name], trained[name] = {r["step"]: r for r in trainer.state.log_history if "ce" in r}, steps.steps
     checkpoint = tmp_path / "whole" / "checkpoint-2"
@@ -159,15 +163,15 @@ def test_resume_from_checkpoint_continues_the_uninterrupted_run(assets, tmp_path
             ours, theirs = runs["resumed"][step][key], runs["whole"][step][key]
             assert ours == pytest.approx(theirs, rel=1e-5, abs=1e-7), (step, key)
             worst = max(worst, abs(ours - theirs) / max(abs(theirs), 1e-12))
-    ends = {name: tmp_path / name / "checkpoint-4" for name in runs}
-    w = {name: load_file(path / LOSSES_NAME) for name, path in ends.items()}
-    for key in w["whole"]:
-        torch.testing.assert_close(w["resumed"][key], w["whole"][key], rtol=1e-5, atol=1e-7)
-    models = {name: AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32) for name, path in ends.items()}
-    for (key, a), b in zip(models["whole"].state_dict().items(), models["resumed"].state_dict().values(), strict=True):
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7, msg=key)
-    w_gap = max(float((w["resumed"][k] - w["whole"][k]).abs().max()) for k in w["whole"])
-    print(f"resumed vs uninterrupted: logged values rel {worst:.3g}, learned W's parameters abs {w_gap:.3g}")
+    weights = "adapter_model.safetensors" if lora else "model.safetensors"
+    gaps = {}
+    for saved in (LOSSES_NAME, weights):
+        ends = {name: load_file(tmp_path / name / "checkpoint-4" / saved) for name in runs}
+        assert ends["whole"].keys() == ends["resumed"].keys() and ends["whole"]
+        for key, value in ends["whole"].items():
+            torch.testing.assert_close(ends["resumed"][key], value, rtol=1e-5, atol=1e-7, msg=f"{saved}: {key}")
+        gaps[saved] = max(float((ends["resumed"][k] - v).abs().max()) for k, v in ends["whole"].items())
+    print(f"resumed vs uninterrupted: logged values rel {worst:.3g}, saved tensors abs {gaps}")
 
 
 def _gradient(trainer, batches: list[dict]) -> dict[str, torch.Tensor]:

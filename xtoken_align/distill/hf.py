@@ -22,19 +22,20 @@ Resuming (`train(resume_from_checkpoint=...)`): the checkpoint's student (saved 
 the `StudentTerms` wrapper Trainer trains) is loaded into the student, a learned W's parameters from
 `distill-losses.safetensors`; Trainer restores the optimizer (W's Adam moments too), schedule, RNG and
 data position. Tested (tests/test_hf_trainer.py, float32 CPU): resumed halfway through 4 steps with a
-learned W and a seeded random order, steps 3-4 log what the uninterrupted run logs (tolerance rel
-1e-5; measured equal) and end with the same student and W; a learned W under `accelerate launch
---num_processes 2` (gloo) ends as one process's with 2x accumulation (tolerance 1e-4 rel, 1e-6 abs;
-measured equal, while dropping the averaging leaves a gap of 3.5e-3).
+learned W and a seeded random order, a full or a LoRA student, steps 3-4 log what the uninterrupted
+run logs (tolerance rel 1e-5; measured equal) and end with the same student (adapter) and W; a
+learned W under `accelerate launch --num_processes 2` (gloo) ends as one process's with 2x
+accumulation (tolerance 1e-4 rel, 1e-6 abs; measured equal, while dropping the averaging leaves a gap
+of 3.5e-3).
 
 Left out: the runner's evaluation and curves (use the Trainer's callbacks), `load_best_model_at_end`
-(Trainer's loader reads the wrapper), resuming a PEFT student (Trainer's adapter path; untested),
-several GPUs in one process (`nn.DataParallel`: launch one process per GPU with accelerate or torchrun
-instead), FSDP and DeepSpeed: untested, as no GPU was at hand and accelerate (1.16) has no FSDP on
-CPUs. Its `AcceleratorState` turns the FSDP plugin on only for GPU-like process groups (MULTI_GPU,
-_NPU, _XPU, ...), so `accelerate launch --use_fsdp --fsdp_version 2` or `TrainingArguments(fsdp=...)`
-with `use_cpu=True` run as MULTI_CPU with the module in DDP, without an error (checked: no DTensor
-parameters, `is_fsdp_enabled` False). The runner's FSDP2 path (`training.fsdp`, sharding.py) is tested.
+(Trainer's loader reads the wrapper), several GPUs in one process (`nn.DataParallel`: launch one
+process per GPU with accelerate or torchrun instead), FSDP and DeepSpeed: untested, as no GPU was at
+hand and accelerate (1.16) has no FSDP on CPUs. Its `AcceleratorState` turns the FSDP plugin on only
+for GPU-like process groups (MULTI_GPU, _NPU, _XPU, ...), so `accelerate launch --use_fsdp
+--fsdp_version 2` or `TrainingArguments(fsdp=...)` with `use_cpu=True` run as MULTI_CPU with the
+module in DDP, without an error (checked: no DTensor parameters, `is_fsdp_enabled` False). The
+runner's FSDP2 path (`training.fsdp`, sharding.py) is tested.
 """
 
 from __future__ import annotations
