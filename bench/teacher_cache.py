@@ -300,7 +300,7 @@ def main() -> None:
             ids, mask = batch["teacher_input_ids"][name], batch["teacher_attention_mask"][name]
             value, grad = value_and_gradient(plan, plan.teacher_output(ids, mask, batch["index"]), batch, z)
             value_live, grad_live = reference[loss]
-            cosine = float(torch.nn.functional.cosine_similarity(grad, grad_live, dim=0))
+            cosine = float(torch.nn.functional.cosine_similarity(grad.double(), grad_live.double(), dim=0))
             row = {"K": k, "S": s, "teacher": name, "loss": loss, "bytes": cache_bytes(out / name),
                    "rel": abs(value - value_live) / abs(value_live), "cosine": cosine}  # fmt: skip
             table.append(row)
