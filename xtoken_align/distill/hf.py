@@ -55,7 +55,7 @@ from xtoken_align.distill.config import DistillConfig
 from xtoken_align.distill.data import DistillDataset, collate, encode_texts, load_texts
 from xtoken_align.distill.student_terms import StudentTerms
 from xtoken_align.distill.teachers import TeacherPlan, prepare_teachers
-from xtoken_align.distill.training_step import micro_batch_terms, term_counts
+from xtoken_align.distill.training_step import micro_batch_terms, term_counts, term_shares
 from xtoken_align.errors import XTokenError
 from xtoken_align.vocab import Vocab, load_vocab
 
@@ -164,7 +164,7 @@ class XTokenDistillationTrainer(Trainer):
         if num_items_in_batch is not None:
             world = self.accelerator.num_processes  # DDP averages gradients over processes: undo it
             totals = num_items_in_batch.tolist()
-            shares = [c * world / max(n, 1) for c, n in zip(term_counts(inputs, self.teachers), totals, strict=True)]
+            shares = term_shares(inputs, self.teachers, totals, world)
         terms = micro_batch_terms(inputs, model, self.teachers, self.config.loss, shares)
         if model.training:
             for key, value in terms.metrics(self.teachers).items():
