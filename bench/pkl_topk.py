@@ -70,6 +70,16 @@ def lm_like_logits(ids: torch.Tensor, mask: torch.Tensor, size: int, regime: str
     return z
 
 
+def regime_logits(batch: dict, size_s: int, size_t: int, regimes: list[str]):
+    """(regime, student logits, teacher logits) for each of `regimes` in REGIMES order, seeded by its
+    place there (the same logits in every bench here)."""
+    t_ids, t_mask = batch["teacher_input_ids"]["qwen"], batch["teacher_attention_mask"]["qwen"]
+    for n, regime in enumerate(REGIMES):
+        if regime in regimes:
+            z_s = lm_like_logits(batch["input_ids"], batch["attention_mask"], size_s, regime, seed=2 * n)
+            yield regime, z_s, lm_like_logits(t_ids, t_mask, size_t, regime, seed=2 * n + 1)
+
+
 def run(module, z_s, z_t, s_chunk, t_chunk, labels) -> tuple[float, torch.Tensor, float]:
     """Value, flattened gradient wrt the student logits, seconds for forward + backward."""
     student = z_s.clone().requires_grad_()
@@ -84,18 +94,14 @@ def measure(texts: int, max_length: int, regimes: list[str]) -> tuple[list[dict]
 
     _, _, w, batch = micro_batch(texts, max_length)
     s_chunk, t_chunk = batch["student_chunk"]["qwen"], batch["teacher_chunk"]["qwen"]
-    t_ids, t_mask = batch["teacher_input_ids"]["qwen"], batch["teacher_attention_mask"]["qwen"]
+    t_mask = batch["teacher_attention_mask"]["qwen"]
     about = {
         "positions": (int(batch["attention_mask"].sum()), int(t_mask.sum())),
         "chunks": int(s_chunk.max()) + 1,
         "reachable": int(w.reachable.sum()),
     }
     rows = []
-    for n, regime in enumerate(REGIMES):
-        if regime not in regimes:
-            continue
-        z_s = lm_like_logits(batch["input_ids"], batch["attention_mask"], w.shape[0], regime, seed=2 * n)
-        z_t = lm_like_logits(t_ids, t_mask, w.shape[1], regime, seed=2 * n + 1)
+    for regime, z_s, z_t in regime_logits(batch, *w.shape, regimes):
         p_t = torch.softmax(z_t[t_mask.bool()], -1)
         entropy = float(-(p_t * torch.log(p_t.clamp_min(1e-30))).sum(-1).mean())
         top1 = float(p_t.max(-1).values.mean())

@@ -16,7 +16,7 @@ import argparse
 import time
 
 import torch
-from pkl_topk import REGIMES, lm_like_logits, micro_batch, run
+from pkl_topk import REGIMES, micro_batch, regime_logits, run
 
 
 def measure(texts: int, max_length: int, regimes: list[str]) -> tuple[list[dict], dict]:
@@ -25,18 +25,14 @@ def measure(texts: int, max_length: int, regimes: list[str]) -> tuple[list[dict]
 
     student, teacher, w, batch = micro_batch(texts, max_length)
     s_chunk, t_chunk = batch["student_chunk"]["qwen"], batch["teacher_chunk"]["qwen"]
-    t_ids, t_mask = batch["teacher_input_ids"]["qwen"], batch["teacher_attention_mask"]["qwen"]
+    t_mask = batch["teacher_attention_mask"]["qwen"]
     about = {"positions": (int(batch["attention_mask"].sum()), int(t_mask.sum())), "chunks": int(s_chunk.max()) + 1}
     pairs = {"p_kl (all four)": (PKLLoss(w), ReferencePKLLoss(w))}
     pairs |= {f"p_kl ({d} alone)": (PKLLoss(w), ReferencePKLLoss(w, differences=(d,))) for d in DIFFERENCES}
     pairs["h_kl"] = (HKLLoss(w), ReferenceHKLLoss(w))
     pairs["gold"] = (GoldLoss(student, teacher), ReferenceGoldLoss(student, teacher))
     rows = []
-    for n, regime in enumerate(REGIMES):
-        if regime not in regimes:
-            continue
-        z_s = lm_like_logits(batch["input_ids"], batch["attention_mask"], w.shape[0], regime, seed=2 * n)
-        z_t = lm_like_logits(t_ids, t_mask, w.shape[1], regime, seed=2 * n + 1)
+    for regime, z_s, z_t in regime_logits(batch, *w.shape, regimes):
         inputs = (z_s, z_t, s_chunk, t_chunk, batch["labels"])
         for name, (ours, reference) in pairs.items():
             (a, grad_a, _), (b, grad_b, _) = run(ours, *inputs), run(reference, *inputs)
