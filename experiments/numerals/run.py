@@ -271,6 +271,8 @@ def evaluate(model_dir: Path, vocab, data: dict, s: dict, device) -> dict:
             )
             tokens += len(ids) - 1
             chars += len(vocab.tokenizer.decode(ids[1:] if bos is not None else ids))
+    from positions import position_breakdown  # the study's own module, next to this file
+
     positions = position_breakdown(model, vocab, texts + [f"{r['question']}\n{r['answer']}" for r in arith], s, device)
     numeral = [report[g] for g in ("digits:2", "digits:3", "digits:4+") if g in report]
     n = sum(g["tokens"] for g in numeral)
@@ -288,48 +290,6 @@ def evaluate(model_dir: Path, vocab, data: dict, s: dict, device) -> dict:
         **{f"pos_{k}@{where}": g[k] for where, g in positions.items() for k in ("acc", "ce")},
         "positions": positions,
     }
-
-
-POSITIONS = ("numeral", "after", "elsewhere")
-
-
-def position_classes(vocab, text: str, ids: list[int]) -> list[str]:
-    """Per token of `text` (no BOS): "numeral" if it overlaps a multi-digit number of the text (a run
-    of ≥ 2 digits), "after" if it is the first token after such a number, else "elsewhere"."""
-    import re
-
-    spans = [m.span() for m in re.finditer(r"\d{2,}", text)]
-    offsets = vocab.tokenizer.encode(text, add_special_tokens=False).offsets[: len(ids)]
-    inside = [any(a < e and s < b for s, e in spans) for a, b in offsets]
-    return ["numeral" if inside[j] else "after" if j and inside[j - 1] else "elsewhere" for j in range(len(inside))]
-
-
-def position_breakdown(model, vocab, texts: list[str], s: dict, device) -> dict[str, dict]:
-    """Per-token accuracy and CE of the student's next-token predictions whose target is inside a
-    multi-digit number, right after one, or elsewhere (position_classes), over `texts`."""
-    import torch
-
-    sums = {w: {"tokens": 0, "correct": 0, "nll": 0.0} for w in POSITIONS}
-    bos = vocab.roles().get("bos")
-    with torch.no_grad():
-        for text in texts:
-            body = vocab.tokenizer.encode(text, add_special_tokens=False).ids
-            ids = (([bos] if bos is not None else []) + body)[: s["max_length"]]
-            targets = ids[1:]
-            classes = position_classes(vocab, text, body)
-            classes = classes[: len(targets)] if bos is not None else classes[1 : len(ids)]
-            x = torch.tensor([ids], device=device)
-            logits = model(input_ids=x).logits[0, :-1].float()
-            y = x[0, 1:]
-            nll = torch.nn.functional.cross_entropy(logits, y, reduction="none").tolist()
-            hit = (logits.argmax(-1) == y).tolist()
-            for where, loss, ok in zip(classes, nll, hit, strict=True):
-                sums[where]["tokens"] += 1
-                sums[where]["correct"] += ok
-                sums[where]["nll"] += loss
-    nan = float("nan")
-    return {w: {"tokens": g["tokens"], "acc": g["correct"] / g["tokens"] if g["tokens"] else nan,
-                "ce": g["nll"] / g["tokens"] if g["tokens"] else nan} for w, g in sums.items()}  # fmt: skip
 
 
 def training_signs(run_dir: Path) -> dict:
