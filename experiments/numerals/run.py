@@ -73,7 +73,7 @@ def methods() -> dict[str, list[dict]]:
         dict(teacher="o200k", loss="h_kl", weight=0.8),
         dict(teacher="llama3", loss="kd", weight=0.2),
     ]
-    for name in CONTROLS + SENTENCEPIECE:  # "loss-teacher" or "loss-teacher@option" (LOSS_OPTIONS)
+    for name in CONTROLS + SENTENCEPIECE:  # "loss-teacher" or "loss-teacher@option" (loss_options)
         loss, teacher = name.split("@")[0].split("-")
         table[name] = [dict(teacher=teacher, loss=loss)]
     # Each teacher with the loss `diagnose` picks for it (numerals unmatched in Qwen3 and Llama-2: P-KL;
