@@ -16,6 +16,11 @@ COLUMNS = [  # key, header, digits
     ("other_acc", "other-token acc", 3),
     ("arith_em", "arith exact match", 3),
 ]
+POSITION_COLUMNS = [  # per-position breakdown (run.py position_classes): where the student's damage sits
+    (f"pos_{k}@{where}", f"{label} {name}", 3)
+    for where, label in (("numeral", "in a numeral"), ("after", "right after one"), ("elsewhere", "elsewhere"))
+    for k, name in (("acc", "acc"), ("ce", "CE"))
+]
 
 
 def summarise(results: dict) -> dict[str, dict]:
@@ -26,7 +31,9 @@ def summarise(results: dict) -> dict[str, dict]:
     out = {}
     for method, rows in by.items():
         out[method] = {}
-        for key, _, _ in COLUMNS + [("wall_s", "", 0)]:
+        for key, _, _ in COLUMNS + POSITION_COLUMNS + [("wall_s", "", 0)]:
+            if any(key not in r for r in rows):  # runs made before a column existed
+                continue
             values = [r[key] for r in rows]
             sd = statistics.stdev(values) if len(values) > 1 else 0.0
             out[method][key] = (statistics.fmean(values), sd, len(values))
@@ -38,11 +45,13 @@ def cell(stat: tuple, digits: int) -> str:
     return f"{mean:.{digits}f} ± {sd:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
 
 
-def table(summary: dict) -> str:
-    lines = ["| method | seeds | " + " | ".join(h for _, h, _ in COLUMNS) + " | wall s/run |"]
-    lines.append("|" + " --- |" * (len(COLUMNS) + 3))
+def table(summary: dict, columns: list = COLUMNS) -> str:
+    lines = ["| method | seeds | " + " | ".join(h for _, h, _ in columns) + " | wall s/run |"]
+    lines.append("|" + " --- |" * (len(columns) + 3))
     for method, stats in summary.items():
-        cells = [cell(stats[k], d) for k, _, d in COLUMNS]
+        if any(k not in stats for k, _, _ in columns):
+            continue
+        cells = [cell(stats[k], d) for k, _, d in columns]
         lines.append(f"| {method} | {stats['ce_token'][2]} | " + " | ".join(cells) + f" | {stats['wall_s'][0]:.0f} |")
     return "\n".join(lines)
 
@@ -76,6 +85,119 @@ def reading(summary: dict) -> list[str]:
             )
         out.append(f"- {text}: " + "; ".join(parts) + ".")
     return out
+
+
+HIGHER_BETTER = {"other_acc": True, "nats_per_char": False, "mass@numeral": True, "multi_p_true": True}
+
+
+def compare(summary: dict, a: str, b: str, key: str) -> tuple[str, str | None]:
+    """`a` against `b` on `key`: the text, and the verdict: "better" / "worse" when the difference
+    exceeds the larger seed sd (in the direction in which `key` is better), "within noise", "no verdict"
+    (a row with one seed), or None when a row was not run."""
+    if a not in summary or b not in summary or key not in summary[a] or key not in summary[b]:
+        return f"{a} vs {b}: not measured in this run", None
+    (ma, sa, na), (mb, sb, nb) = summary[a][key], summary[b][key]
+    diff, noise = ma - mb, max(sa, sb)
+    if min(na, nb) < 2:
+        verdict = "no verdict"
+    elif abs(diff) <= noise:
+        verdict = "within noise"
+    else:
+        verdict = "better" if (diff > 0) == HIGHER_BETTER.get(key, True) else "worse"
+    shown = {"better": "better, holds", "worse": "worse, holds", "no verdict": "1 seed: no spread, no verdict"}
+    text = f"{a} {ma:.3f} vs {b} {mb:.3f} (Δ {diff:+.3f}, seed sd {noise:.3f}: {shown.get(verdict, verdict)})"
+    return text, verdict
+
+
+def overall(verdicts: list[str | None]) -> str | None:
+    """One verdict from several metrics': better / worse only when no metric says the opposite."""
+    vs = [v for v in verdicts if v is not None]
+    if not vs:
+        return None
+    if "no verdict" in vs:
+        return "no verdict"
+    if "better" in vs and "worse" in vs:
+        return "mixed"
+    return "better" if "better" in vs else "worse" if "worse" in vs else "within noise"
+
+
+def controls_reading(summary: dict) -> list[str]:
+    """What the controls say about why the Qwen3 teacher costs the student its non-numeral accuracy:
+    each candidate cause against the seed sd (other-token accuracy and nats/char), then the causes the
+    numbers support and those they do not; nothing is named by hand."""
+    lines, supported, ruled_out = [], [], []
+
+    def both(a: str, b: str) -> tuple[str, str | None]:
+        parts = [compare(summary, a, b, key) for key in ("other_acc", "nats_per_char")]
+        text = "; ".join(f"{name} {t}" for name, (t, _) in zip(("other-token acc", "nats/char"), parts, strict=True))
+        return text, overall([v for _, v in parts])
+
+    base, degraded = both("p_kl-qwen3", "ce")
+    lines.append(f"- The degradation itself, P-KL with Qwen3 vs CE only: {base}.")
+    lines.append(f"- GOLD with Qwen3 vs CE only: {both('gold-qwen3', 'ce')[0]}.")
+    # (a) the teacher: an oracle with Qwen3's tokenizer in the real teacher's place
+    for loss in ("p_kl", "gold"):
+        text, vs_real = both(f"{loss}-oracle", f"{loss}-qwen3")
+        vs_ce_text, vs_ce = both(f"{loss}-oracle", "ce")
+        lines.append(f"- Oracle vs real Qwen3 teacher under {loss}: {text}. Oracle vs CE only: {vs_ce_text}.")
+        if vs_real == "better":
+            supported.append(f"the Qwen3 teacher's own predictions ({loss}: the oracle does better than it)")
+        elif vs_real in ("within noise", "worse"):
+            ruled_out.append(f"the Qwen3 teacher's quality ({loss}: the oracle does no better)")
+        if vs_ce == "worse" and vs_real is not None:
+            supported.append(f"the path through Qwen3's tokenization ({loss}: even the oracle is below CE only)")
+    # (b) chunk aggregation, (c) the dynamic CE/KD scale: does changing it recover the student?
+    for row, what in (("p_kl-qwen3@first", "aggregation `first` instead of `mean`"),
+                      ("p_kl-qwen3@chain", "aggregation `chain` instead of `mean`"),
+                      ("p_kl-qwen3@fixed", "fixed CE/KD weights (KD 1.0, CE 0.1), not dynamic")):  # fmt: skip
+        text, v = both(row, "p_kl-qwen3")
+        lines.append(f"- {what[0].upper() + what[1:]} (P-KL, Qwen3): {text}.")
+        if v == "better":
+            supported.append(f"{what} (it recovers part of the loss)")
+        elif v in ("within noise", "worse"):
+            ruled_out.append(f"{what} ({v})")
+    # (d) where the damage sits: positions inside / right after multi-digit numerals vs elsewhere
+    far = {}
+    for method in ("p_kl-qwen3", "gold-qwen3", "p_kl-oracle", "gold-oracle"):
+        if method not in summary:
+            continue
+        parts = []
+        for where in ("numeral", "after", "elsewhere"):
+            t, v = compare(summary, method, "ce", f"pos_acc@{where}")
+            parts.append(f"{where}: {t}")
+            far[method] = v
+        lines.append(f"- Per-position accuracy, {method} vs CE only: " + "; ".join(parts) + ".")
+    if far.get("p_kl-qwen3") == "worse":
+        ruled_out.append("damage confined to numerals (P-KL/Qwen3 loses accuracy away from them, beyond the sd)")
+    elif far.get("p_kl-qwen3") == "within noise":
+        supported.append("numeral positions (away from multi-digit numbers P-KL/Qwen3 is within noise of CE)")
+    if degraded in (None, "no verdict"):
+        verdict = "no verdict: a row is missing or has one seed"
+    elif degraded != "worse":
+        verdict = (
+            f"P-KL with Qwen3 is not below CE only beyond the seed sd here ({degraded}), so there is no cause to name"
+        )
+    elif supported:
+        verdict = "supported by the numbers: " + "; ".join(supported)
+    else:
+        verdict = "none of the tested causes is supported by the numbers"
+    lines.append(f"- **Reading:** {verdict}" + (f". Not supported: {'; '.join(ruled_out)}." if ruled_out else "."))
+    return lines
+
+
+def sentencepiece_reading(summary: dict, common: dict) -> list[str]:
+    """The SentencePiece-spelled teacher (Llama-2): H-KL vs GOLD, P-KL vs GOLD, against the seed sd."""
+    c = common.get("llama2")
+    lines = []
+    if c:
+        lines.append(f"- Common sets with Llama-2: GOLD {c['gold']:,} pairs (raw strings), H-KL {c['hkl']:,} (W ≥ 0.6),"
+                     f" multi-digit numerals common {c['gold_multi_digit']:,} / {c['hkl_multi_digit']:,} of "
+                     f"{c['multi_digit']:,}.")  # fmt: skip
+    for a, b, keys in (("h_kl-llama2", "gold-llama2", ("nats_per_char", "other_acc", "mass@numeral")),
+                       ("p_kl-llama2", "gold-llama2", ("mass@numeral", "multi_p_true", "nats_per_char"))):  # fmt: skip
+        parts = [f"{k} {compare(summary, a, b, k)[0]}" for k in keys]
+        lines.append(f"- {a} vs {b}: " + "; ".join(parts) + ".")
+    return lines
 
 
 def before_after(before: dict, after: dict) -> list[str]:
@@ -182,7 +304,8 @@ def write_report(results: dict, folder: Path, before: dict | None = None) -> Non
         "(student init seed 100+s shared by every method of seed s; teachers seed 7, trained once).",
         "",
         f"Settings (identical for every method): `{json.dumps(results['settings'])}`; loss.combine=dynamic for",
-        "every KD run; the CE-only run is combine=fixed, kd_weight=0, ce_weight=1. Every student of seed s starts",
+        "every KD run (but the `@fixed` control: KD 1.0, CE 0.1), aggregation `mean` (but `@first`, `@chain`);",
+        "the CE-only run is combine=fixed, kd_weight=0, ce_weight=1. Every student of seed s starts",
         "from the same CE warm-start (`warm-start` row: `warmup_steps` of CE from init seed 100+s) and then trains",
         "`student_steps` more with its method. Teachers: CE-only pre-training with the runner (1-layer",
         "same-tokenizer kd teacher, weight 0).",
@@ -221,6 +344,24 @@ def write_report(results: dict, folder: Path, before: dict | None = None) -> Non
         "",
         *reading(summary),
         "",
+        "## Why the Qwen3 teacher costs non-numeral accuracy: controls",
+        "",
+        "Same warm start, data order and hyperparameters as p_kl-qwen3 (aggregation `mean`, combine `dynamic`),"
+        " one setting changed per row. Oracle: a teacher cache with Qwen3's tokenizer holding, at every teacher"
+        f" position, {results.get('oracle', {}).get('mass', 'n/a')} on the true next teacher token and the rest"
+        " spread uniformly (experiments/numerals/oracle.py). 'holds' = the difference exceeds the larger seed sd.",
+        "",
+        *controls_reading(summary),
+        "",
+        "Per-position breakdown of held-out next-token predictions (GSM8K test + arithmetic): target inside a"
+        " multi-digit number (≥ 2 digits), the first token right after one, elsewhere" + position_counts(results) + ".",
+        "",
+        table(summary, POSITION_COLUMNS),
+        "",
+        "## SentencePiece-spelled teacher (Llama-2 tokenizer)",
+        "",
+        *sentencepiece_reading(summary, results.get("common", {})),
+        "",
         f"Charts: [charts.html](charts.html). {png}",
     ]
     if before is not None:
@@ -249,6 +390,14 @@ def write_report(results: dict, folder: Path, before: dict | None = None) -> Non
             "so no claim of the paper is tested here; this run only proves the pipeline works.",
         ]
     (folder / "results.md").write_text("\n".join(md) + "\n")
+
+
+def position_counts(results: dict) -> str:
+    """' (N, N and N student positions)' from any run's breakdown (every run sees the same texts)."""
+    row = next((r for r in results["runs"].values() if "positions" in r), None)
+    if row is None:
+        return ""
+    return " (" + ", ".join(f"{g['tokens']:,} {where}" for where, g in row["positions"].items()) + " positions)"
 
 
 def cache_line(results: dict) -> str:

@@ -52,8 +52,11 @@ def cache_teachers(
     shard_samples: int = 256,
     batch_size: int | None = None,
     seed: int = 0,
+    models: dict[str, torch.nn.Module] | None = None,
 ) -> CacheReport:
-    """Cache the teachers `names` (default: every live teacher) of `config` into `out`/NAME/."""
+    """Cache the teachers `names` (default: every live teacher) of `config` into `out`/NAME/.
+    `models`: name -> a module (called as `model(input_ids=, attention_mask=).logits`) run in place of
+    loading that teacher's `model:` folder, e.g. a synthetic teacher; the manifest records `model:`."""
     if not 0 <= sampled < 1 << 16:
         raise XTokenError(f"--samples {sampled} is outside 0..65535 (counts are uint16)")
     where = Distributed.from_env()
@@ -73,7 +76,8 @@ def cache_teachers(
         manifest = _manifest(config, plan, student, len(dataset), **options)
         folder = Path(out) / plan.name
         _start(folder, manifest, plan.vocab, where.main)
-        done.append(_cache_one(plan, manifest, folder, dataset, config, where, batch_size))
+        given = (models or {}).get(plan.name)
+        done.append(_cache_one(plan, manifest, folder, dataset, config, where, batch_size, given))
     if where.world > 1:  # the report comes once every rank's shards are written
         torch.distributed.barrier()
     return CacheReport(output=str(out), teachers=done)
@@ -117,7 +121,7 @@ def _bf16(config: DistillConfig) -> bool:
     return wanted == "bf16"
 
 
-def _cache_one(plan, manifest, folder, dataset, config, where, batch_size) -> CachedTeacher:
+def _cache_one(plan, manifest, folder, dataset, config, where, batch_size, model=None) -> CachedTeacher:
     from transformers import AutoModelForCausalLM
 
     mine = [j for j in range(manifest.shards) if j % where.world == where.rank]
@@ -128,7 +132,9 @@ def _cache_one(plan, manifest, folder, dataset, config, where, batch_size) -> Ca
     positions, seconds = 0, 0.0
     if missing:
         bf16 = _bf16(config)
-        model = AutoModelForCausalLM.from_pretrained(plan.spec.model, dtype=torch.bfloat16 if bf16 else torch.float32)
+        if model is None:
+            dtype = torch.bfloat16 if bf16 else torch.float32
+            model = AutoModelForCausalLM.from_pretrained(plan.spec.model, dtype=dtype)
         model = model.to(where.device).eval().requires_grad_(False)
         shards = [
             range(j * manifest.shard_samples, min((j + 1) * manifest.shard_samples, len(dataset))) for j in missing
