@@ -263,12 +263,14 @@ def charts(results: dict, summary: dict, folder: Path) -> str:
         include_plotlyjs=False, full_html=False
     )
     (folder / "charts.html").write_text(f"<html><head><meta charset='utf-8'></head><body>{html}</body></html>")
-    try:
-        bars.write_image(folder / "numerals.png")
-        curves.write_image(folder / "numeral_mass_curve.png")
-        return "PNG: numerals.png, numeral_mass_curve.png."
-    except Exception as exc:  # kaleido (and a browser) absent: HTML only
-        return f"PNG skipped: kaleido export unavailable ({type(exc).__name__})."
+    for _ in range(3):  # under heavy load kaleido's browser sometimes fails a render once
+        try:
+            bars.write_image(folder / "numerals.png")
+            curves.write_image(folder / "numeral_mass_curve.png")
+            return "PNG: numerals.png, numeral_mass_curve.png."
+        except Exception as exc:  # kaleido (and a browser) absent: HTML only
+            failure = exc
+    return f"PNG skipped: kaleido export unavailable ({type(failure).__name__})."
 
 
 def vocab_line(results: dict) -> str:
