@@ -41,6 +41,9 @@ def main() -> None:
     trainer = XTokenDistillationTrainer(student, config, args, train_dataset=training_texts(config))
     trainer.train()
     trainer.save_model()  # the student (LoRA: its adapter), distill-config.yaml, W-learned-<teacher>.safetensors
+    if torch.distributed.is_initialized():  # under accelerate launch: leave together (rank 0 may still write)
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

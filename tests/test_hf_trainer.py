@@ -226,6 +226,9 @@ trainer.save_model()  # a learn_w teacher: W-learned-<teacher>.safetensors, writ
 if trainer.is_world_process_zero():
     rows = [r for r in trainer.state.log_history if "ce" in r]
     open(out + "/curve.json", "w").write(json.dumps(rows))
+if torch.distributed.is_initialized():  # leave together: a rank exiting while gloo works aborts
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 """
 
 
