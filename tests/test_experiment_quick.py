@@ -22,7 +22,7 @@ def test_quick_study_writes_a_finite_table(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "results.json").read_text())
     methods = {row["method"] for row in results["runs"].values()}
     assert methods == {"warm-start", "ce", "gold-qwen3", "p_kl-qwen3", "h_kl-o200k", "p_kl-oracle", "p_kl-qwen3@chain",
-                       "p_kl-qwen3@fixed", "h_kl-llama2", "three-ce"}  # one row of each kind of issue 17  # fmt: skip
+                       "p_kl-qwen3@fixed", "h_kl-llama2", "p_kl-qwen3@reference", "three-ce"}  # every kind  # fmt: skip
     for name, sizes in results["vocab"].items():  # output layers restricted, every numeral kept
         assert sizes["kept"] < sizes["full"] / 5, name
     assert results["vocab"]["llama3"]["reasons"]["numeral"] > 0
@@ -34,7 +34,8 @@ def test_quick_study_writes_a_finite_table(tmp_path: Path) -> None:
     assert (tmp_path / "charts.html").stat().st_size > 100_000  # plotly.js inlined
     assert (tmp_path / "numerals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Teachers ran once, into caches, and the student runs read those caches (no teacher model).
-    assert set(results["teacher_cache"]["teachers"]) == {"qwen3", "o200k", "llama3", "llama2"}
+    # (the same-tokenizer Llama-3 teacher only with --extras: no row of the default run reads it)
+    assert set(results["teacher_cache"]["teachers"]) == {"qwen3", "o200k", "llama2"}
     run = (tmp_path / "students" / "p_kl-qwen3-seed0" / "config.yaml").read_text()
     assert f"cache: {tmp_path / 'cache' / 'qwen3'}" in run and "teachers/qwen3" not in run
     # The rows of issue 17 ran with the settings they name; the oracle read its own cache.
@@ -44,6 +45,8 @@ def test_quick_study_writes_a_finite_table(tmp_path: Path) -> None:
     )
     assert "aggregation: chain" in (tmp_path / "students" / "p_kl-qwen3@chain-seed0" / "config.yaml").read_text()
     assert "combine: fixed" in (tmp_path / "students" / "p_kl-qwen3@fixed-seed0" / "config.yaml").read_text()
+    reference = (tmp_path / "students" / "p_kl-qwen3@reference-seed0" / "config.yaml").read_text()
+    assert "semantics: reference" in reference
     three = (tmp_path / "students" / "three-ce-seed0" / "config.yaml").read_text()
     assert "teacher_weighting: ce" in three and three.count(f"cache: {tmp_path / 'cache'}/") == 3
     assert results["common"]["llama2"]["hkl"] > results["common"]["llama2"]["gold"]  # SentencePiece spelling

@@ -200,6 +200,23 @@ def sentencepiece_reading(summary: dict, common: dict) -> list[str]:
     return lines
 
 
+PAIR_KEYS = ("mass@numeral", "other_acc", "nats_per_char")
+
+
+def pairs_reading(summary: dict, pairs: tuple, keys: tuple = PAIR_KEYS) -> list[str]:
+    """One line per (a, b, label): a against b on `keys`, each against the seed sd."""
+    return [f"- {label}: " + "; ".join(f"{k} {compare(summary, a, b, k)[0]}" for k in keys) + "."
+            for a, b, label in pairs]  # fmt: skip
+
+
+REFERENCE_PAIRS = (("p_kl-qwen3@reference", "p_kl-qwen3", "Qwen3, reference vs ours"),
+                   ("p_kl-o200k@reference", "p_kl-o200k", "o200k, reference vs ours"))  # fmt: skip
+MULTI_PAIRS = (("two-ce", "two-static", "two teachers (Qwen3 P-KL + o200k H-KL), CE-softmax vs equal weights"),
+               ("three-ce", "three-static", "three teachers (+ Llama-2 P-KL), CE-softmax vs equal weights"),
+               ("two-static", "h_kl-o200k", "two teachers, equal weights, vs o200k alone (H-KL)"),
+               ("three-static", "h_kl-o200k", "three teachers, equal weights, vs o200k alone (H-KL)"))  # fmt: skip
+
+
 def before_after(before: dict, after: dict) -> list[str]:
     """Markdown rows: each method of both runs, the run before the loss fixes of issue 12 next to this one,
     and the KD signs this run logged (steps with kd < 0, the smallest kd, the mean KD scale)."""
@@ -363,6 +380,17 @@ def write_report(results: dict, folder: Path, before: dict | None = None) -> Non
         "## SentencePiece-spelled teacher (Llama-2 tokenizer)",
         "",
         *sentencepiece_reading(summary, results.get("common", {})),
+        "",
+        "## Reference P-KL semantics vs ours (loss.semantics, docs/method.md §9)",
+        "",
+        "Same runs but for `loss.semantics: reference` (log-space chunk aggregation, top-k over every",
+        "position, ε-clamped logs: NeMo-RL's P-KL); 'holds' = beyond the larger seed sd.",
+        "",
+        *pairs_reading(summary, REFERENCE_PAIRS),
+        "",
+        "## Several teachers (seed 0: one run each, no verdict)",
+        "",
+        *pairs_reading(summary, MULTI_PAIRS),
         "",
         f"Charts: [charts.html](charts.html). {png}",
     ]

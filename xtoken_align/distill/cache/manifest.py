@@ -23,7 +23,7 @@ from xtoken_align.distill.config import DistillConfig, TeacherSpec
 from xtoken_align.errors import XTokenError
 from xtoken_align.vocab import Vocab
 
-FORMAT = "xtoken-align/teacher-cache/1"
+FORMAT = "xtoken-align/teacher-cache/2"  # 2: drawn ids' own log p
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer"  # the teacher's tokenizer, copied so the model folder can go
 
@@ -73,7 +73,8 @@ class CacheManifest(BaseModel):
             raise XTokenError(f"{folder} is not a teacher cache (no {MANIFEST}); {hint}")
         manifest = cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
         if manifest.format != FORMAT:
-            raise XTokenError(f"{path}: cache format {manifest.format!r}, this version reads {FORMAT!r}")
+            raise XTokenError(f"{path}: cache format {manifest.format!r}, this version reads {FORMAT!r}; "
+                              f"delete {folder} and run xtoken-align cache-teacher again")  # fmt: skip
         return manifest
 
 

@@ -25,7 +25,7 @@ from xtoken_align.distill.losses.sparse_teacher import SparseTeacher
 from xtoken_align.errors import XTokenError
 from xtoken_align.vocab import Vocab, load_vocab
 
-PER_POSITION = ("topk_logp", "next_logp", "sample_counts", "residual")
+PER_POSITION = ("topk_logp", "next_logp", "sample_counts", "residual", "sample_logp")
 PACKED = ("topk_ids", "sample_ids")
 
 
@@ -93,12 +93,14 @@ class TeacherCache:
 
     def signal(self, index: torch.Tensor, length: int, device: torch.device) -> SparseTeacher:
         """(B,) training-set indices -> the stored log p̂ of their positions, (B, length, K + 1 + S) slots;
-        padding positions get p̂ = 1 on id 0 (a row no loss reads)."""
+        padding positions get p̂ = 1 on id 0 (a row no loss reads). The drawn ids' log p − log p̂ ride along
+        (`SparseTeacher.log_ratio`)."""
         sampled = self.manifest.sampled
         width = min(self.manifest.topk, self.manifest.teacher_vocab_size) + 1 + sampled
         ids = torch.zeros(len(index), length, width, dtype=torch.long)
         logp = torch.full((len(index), length, width), -torch.inf)
         logp[..., 0] = 0.0
+        ratio = torch.zeros(len(index), length, width)
         for row, i in enumerate(index.tolist()):
             stored = self._rows(i, PER_POSITION)  # float16/float32 log-probs and masses, uint16 counts
             signal = {
@@ -109,5 +111,6 @@ class TeacherCache:
             teacher_ids = torch.from_numpy(self._ids(i, "input_ids"))
             following = torch.cat([teacher_ids[1:], torch.tensor([-1])])
             n = len(teacher_ids)
-            ids[row, :n], logp[row, :n] = slots(signal, following, sampled)
-        return SparseTeacher(ids.to(device), logp.to(device), self.manifest.teacher_vocab_size)
+            ids[row, :n], logp[row, :n], ratio[row, :n] = slots(signal, following, sampled)
+        size = self.manifest.teacher_vocab_size
+        return SparseTeacher(ids.to(device), logp.to(device), size, ratio.to(device))

@@ -7,7 +7,10 @@ Stored per position i, from p = softmax(z_i) over the tokenizer's V_T ids (padde
   the `chain` aggregation and the teacher statistics read it,
 - S ids drawn with replacement from p restricted to R = the rest (not top-K, not the next token),
   as distinct ids with counts (Sparse Logit Sampling, Anshumann et al., ACL 2025), and
-  the residual mass r = Σ_{v∈R} p[v] (float32).
+  the residual mass r = Σ_{v∈R} p[v] (float32), and each drawn id's own log p[v] (the log-prob dtype):
+  p̂ below is lumpier than p (a drawn id carries the mass of many), so a KL's teacher term Σ p̂ log p̂
+  is too high; Σ p̂ log p, with the drawn ids' own log p, is unbiased, and the losses' values use it
+  (`SparseTeacher.kl_correction`; the student gradient does not depend on it).
 
 Read back (`slots`: per position the stored ids and their log p̂; `rebuild`: dense): p̂[v] = p[v] on
 the top-K and the next token, p̂[v] = r · count(v) / S on a drawn id, 0 elsewhere, so E[p̂] = p and
@@ -29,7 +32,7 @@ from xtoken_align.distill.losses.sparse_teacher import SparseTeacher
 def sparse_signal(logp: Tensor, next_ids: Tensor, topk: int, sampled: int, generator: torch.Generator) -> dict:
     """logp (L, V) float32 log-probabilities, next_ids (L,) the next teacher token or -1 -> per-position
     tensors: topk_ids (L, K), topk_logp (L, K), next_logp (L,) (−inf without a next token),
-    sample_ids (L, S), sample_counts (L, S) (0 in unused slots), residual (L,)."""
+    sample_ids (L, S), sample_counts (L, S) (0 in unused slots), sample_logp (L, S), residual (L,)."""
     rows = torch.arange(len(logp), device=logp.device)
     topk = min(topk, logp.shape[-1])
     topk_logp, topk_ids = torch.topk(logp, topk, dim=-1)  # descending
@@ -40,6 +43,7 @@ def sparse_signal(logp: Tensor, next_ids: Tensor, topk: int, sampled: int, gener
     residual = rest.sum(-1)  # (L,)
     out = {"topk_ids": topk_ids, "topk_logp": topk_logp, "next_logp": next_logp, "residual": residual}
     out["sample_ids"], out["sample_counts"] = _draw(rest, residual, sampled, generator)
+    out["sample_logp"] = logp.gather(1, out["sample_ids"])  # (L, S); unused slots: any value, count 0
     return out
 
 
@@ -60,22 +64,26 @@ def _draw(rest: Tensor, residual: Tensor, sampled: int, generator: torch.Generat
     return ids, torch.where(some.unsqueeze(1), counts, 0)
 
 
-def slots(signal: dict[str, Tensor], next_ids: Tensor, sampled: int) -> tuple[Tensor, Tensor]:
-    """Stored tensors of L positions (float32 on one device) -> (L, K + 1 + S) ids and log p̂, distinct
-    ids per position: the top-K, the next token unless it is among them, the drawn ids (−inf where
-    unused or absent)."""
+def slots(signal: dict[str, Tensor], next_ids: Tensor, sampled: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Stored tensors of L positions (float32 on one device) -> (L, K + 1 + S) ids, log p̂ and
+    log p − log p̂, distinct ids per position: the top-K, the next token unless it is among them, the
+    drawn ids (log p̂ −inf where unused or absent; log p − log p̂ 0 there and on the exact slots)."""
     n = len(next_ids)
     has_next = (next_ids >= 0) & ~(signal["topk_ids"] == next_ids.unsqueeze(1)).any(-1)
     next_logp = torch.where(has_next, signal["next_logp"].float(), -torch.inf)
     ids = [signal["topk_ids"], next_ids.clamp_min(0).unsqueeze(1)]
     logp = [signal["topk_logp"].float(), next_logp.unsqueeze(1)]
+    ratio = [torch.zeros(n, signal["topk_ids"].shape[1] + 1)]
     if sampled:
         weight = signal["residual"].unsqueeze(1) * signal["sample_counts"].float() / sampled  # (L, S)
         ids.append(signal["sample_ids"])
         logp.append(weight.log())  # 0 for an unused slot: −inf
-    return torch.cat(ids, 1).reshape(n, -1), torch.cat(logp, 1).reshape(n, -1)
+        ratio.append(torch.where(weight > 0, signal["sample_logp"].float() - weight.log(), 0.0))
+    flat = [torch.cat(x, 1).reshape(n, -1) for x in (ids, logp, ratio)]
+    return flat[0], flat[1], flat[2].to(flat[1].device)
 
 
 def rebuild(signal: dict[str, Tensor], next_ids: Tensor, vocab_size: int, sampled: int) -> Tensor:
     """Stored tensors of L positions (float32 on one device) -> (L, V) log p̂ (−inf where p̂ = 0)."""
-    return SparseTeacher(*slots(signal, next_ids, sampled), vocab_size).dense()
+    ids, logp, _ = slots(signal, next_ids, sampled)
+    return SparseTeacher(ids, logp, vocab_size).dense()

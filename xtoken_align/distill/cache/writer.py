@@ -194,7 +194,8 @@ def shard_tensors(model, name: str, dataset: DistillDataset, indices: list[int],
             _add(parts, "length", np.array([length, len(alignment.student_chunk)], dtype=np.int64))
             for key in ("next_logp", "residual"):
                 _add(parts, key, found[key].astype(np.float32))
-            _add(parts, "topk_logp", found["topk_logp"].astype(LOGP_DTYPES[manifest.logp_dtype]))
+            for key in ("topk_logp", "sample_logp"):
+                _add(parts, key, found[key].astype(LOGP_DTYPES[manifest.logp_dtype]))
             _add(parts, "topk_ids", found["topk_ids"])
             _add(parts, "sample_ids", found["sample_ids"])
             _add(parts, "sample_counts", found["sample_counts"].astype(np.uint16))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import Tensor, nn
 
-from xtoken_align.distill.aggregate import ChunkLayout, check_aggregation, compute_dtype
+from xtoken_align.distill.aggregate import ChunkLayout, check_aggregation, chunk_sum, compute_dtype
 from xtoken_align.distill.losses.chunked import (
     OutputHead,
     Source,
@@ -96,6 +96,11 @@ class ChunkLoss(TeacherLoss):
     """Shared frame: flatten, cut the padded columns, build the chunk layout, reduce per-chunk losses,
     scale by τ²."""
 
+    # Whether the value holds a KL teacher term Σ a log a, and a renormalised one (P-KL): from a cache it
+    # is then corrected by `kl_correction` to use the drawn ids' own log p
+    kl_value: ClassVar[bool] = False
+    kl_renormalised: ClassVar[bool] = False
+
     def __init__(
         self,
         aggregation: str = "mean",
@@ -138,7 +143,7 @@ class ChunkLoss(TeacherLoss):
             return head_zero(student) if isinstance(student, OutputHead) else zero_loss(student)
         flat = [None if x is None else x.reshape(-1) for x in (labels, teacher_labels)]
         if isinstance(student, OutputHead):
-            total, stats = self._chunked(student, teacher, layout, *flat)
+            total, stats, context = self._chunked(student, teacher, layout, *flat)
         else:
             z_s = real_columns(student.reshape(-1, student.shape[-1]), self.student_size, "student")  # (N_s, V_S)
             z_t = real_columns(_all_rows(teacher), self.teacher_size, "teacher")  # (N_t, V_T), no gradient
@@ -149,7 +154,7 @@ class ChunkLoss(TeacherLoss):
                 total = self.chunk_losses(z_s, read, layout, *flat, context).sum()
                 stats = {k: v.sum() for k, v in self.chunk_stats(z_t, layout, flat[1]).items()}
         self.stats = {k: v / layout.n_chunks for k, v in stats.items()}
-        total = total * self.tau**2
+        total = (total + self.kl_correction(teacher, layout, context)) * self.tau**2
         return total / layout.n_chunks if self.reduction == "mean" else total
 
     def _chunked(self, student: OutputHead, teacher, layout: ChunkLayout, labels, teacher_labels):
@@ -190,7 +195,27 @@ class ChunkLoss(TeacherLoss):
                 return self.chunk_losses(z_s, z_t, group.layout, _pick(labels, group.student), t_labels[number],
                                          context).sum()  # fmt: skip
 
-        return chunked_head_sum(group_loss, student, groups, list(self.parameters())), stats
+        return chunked_head_sum(group_loss, student, groups, list(self.parameters())), stats, context
+
+    def kl_correction(self, teacher, layout: ChunkLayout, context: object) -> Tensor | float:
+        """Σ over the valid chunks of a cache's per-position Σ π̂ (log p − log p̂) on the ids the KL term
+        reads (`kl_ids`; sparse_teacher.py), averaged over a chunk's teacher positions (`mean`) or its
+        first position's (`first`, `chain`). p̂'s drawn ids make Σ π̂ log π̂ too high (p̂ is lumpier than
+        p); with it the value is the live value's estimate, which the dynamic CE/KD scale reads. Exact in
+        expectation for one-position chunks, approximate for longer ones; no gradient. 0 for a live
+        teacher, a loss without a KL term, at τ ≠ 1 (p̂^{1/τ}) and for a cache without drawn ids."""
+        if not (self.kl_value and isinstance(teacher, SparseTeacher) and self.tau == 1.0):
+            return 0.0
+        found = teacher.kl_correction(self.kl_ids(context, teacher.size, teacher.device), self.kl_renormalised)
+        if found is None:
+            return 0.0
+        side = layout.teacher
+        per_chunk = chunk_sum(found[:, None], side.targets(self.aggregation), layout.n_chunks)[:, 0]  # (K,)
+        return (per_chunk / side.count if self.aggregation == "mean" else per_chunk).sum()
+
+    def kl_ids(self, context: object, size: int, device: torch.device) -> Tensor | None:
+        """(V_T,) bool: the teacher ids the KL term sums over (None: all)."""
+        return None
 
     def batch_context(self, teacher_column_max: Callable[[], Tensor]) -> object:
         """What the per-chunk formula needs from the whole micro-batch, before any chunk (P-KL: its top-k

@@ -36,6 +36,7 @@ class PKLLoss(ChunkLoss):
     name = "p_kl"
     needs_projection = True
     learns_w = True
+    kl_value = kl_renormalised = True
 
     def __init__(
         self,
@@ -71,6 +72,11 @@ class PKLLoss(ChunkLoss):
 
     def teacher_columns(self, context: Tensor | None) -> Tensor | None:
         return context  # the formula reads the teacher only on its columns
+
+    def kl_ids(self, context: Tensor | None, size: int, device: torch.device) -> Tensor | None:
+        if context is None:
+            return None
+        return torch.zeros(size, dtype=torch.bool, device=device).index_fill_(0, context.to(device), True)
 
     def chunk_losses(self, z_s, z_t, layout, labels, teacher_labels, context):
         student, teacher, columns = layout.student, layout.teacher, context

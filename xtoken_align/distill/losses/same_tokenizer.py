@@ -95,7 +95,8 @@ class KDLoss(TeacherLoss):
         return torch.where(p_t > 0, p_t * (log_p_t - log_p_s), 0.0).sum() * self.tau**2
 
     def _sparse_sum(self, z_s: Tensor, z_t: SparseTeacher) -> Tensor:
-        """`position_sum` against a cache's rows: the KL's terms live on the stored ids only."""
+        """`position_sum` against a cache's rows: the KL's terms live on the stored ids only, and its
+        teacher term is Σ p̂ log p, with the drawn ids' own log p (sparse_teacher.py: an unbiased value)."""
         if z_s.shape[-1] != z_t.size:
             raise ValueError(f"kd needs the same vocabulary, got {z_s.shape[-1]:,} and {z_t.size:,} ids")
         dtype = compute_dtype(z_s)
@@ -105,4 +106,6 @@ class KDLoss(TeacherLoss):
         log_p_t = logp - torch.logsumexp(logp, -1, keepdim=True)  # (n, M)
         log_p_s = torch.log_softmax(z_s, -1).gather(1, z_t.ids)  # (n, M)
         p_t = log_p_t.exp()
-        return torch.where(p_t > 0, p_t * (log_p_t - log_p_s), 0.0).sum() * self.tau**2
+        total = torch.where(p_t > 0, p_t * (log_p_t - log_p_s), 0.0).sum()
+        fix = z_t.kl_correction() if self.tau == 1.0 else None  # p̂^{1/τ}: no stored log p
+        return (total if fix is None else total + fix.to(total.dtype).sum()) * self.tau**2

@@ -1,6 +1,7 @@
 """A cached teacher's side of a micro-batch, kept sparse: per position a few ids and their log p̂.
 
-    SparseTeacher(ids (..., M), logp (..., M), size V_T)   log p̂[v] = logp[slot of v], −inf elsewhere
+    SparseTeacher(ids (..., M), logp (..., M), size V_T, log_ratio (..., M))
+    log p̂[v] = logp[slot of v], −inf elsewhere
 
 A teacher cache stores per position the top-K ids, the next token and S sampled ids (cache/signal.py);
 a position's slots hold distinct ids, empty slots hold −inf. The losses read it through the same
@@ -8,7 +9,10 @@ helpers as a live teacher's logits (chunked.py: `source_rows`, `narrow_columns`,
 loss that compares only some columns (P-KL's top-k) never builds a (N, V_T) tensor: its columns come
 from the ids stored, and `narrow_columns` scatters the stored values into (N, k). Losses that read whole
 rows (H-KL, GOLD, ULD, KD) get them densified one row group at a time. Since Σ p̂ = 1 per position, a
-softmax of the densified rows is p̂ itself. Left out: reading the cache (cache/reader.py).
+softmax of the densified rows is p̂ itself. p̂ is lumpier than p (a drawn id holds the mass of many), so
+a KL's teacher term Σ p̂ log p̂ is too high; `log_ratio` = log p − log p̂ per slot (0 but on drawn ids)
+turns it into the unbiased Σ p̂ log p (`kl_correction`), which the losses add to their values (base.py).
+Left out: reading the cache (cache/reader.py).
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ class SparseTeacher:
     ids: Tensor  # (..., M) long, distinct per position where logp is finite
     logp: Tensor  # (..., M) float32, −inf in empty slots
     size: int  # V_T
+    log_ratio: Tensor | None = None  # (..., M) log p − log p̂ per slot (0 on exact and empty slots)
 
     def flat(self) -> SparseTeacher:
         """(N, M) rows, N = the product of the leading dims."""
         m = self.ids.shape[-1]
-        return SparseTeacher(self.ids.reshape(-1, m), self.logp.reshape(-1, m), self.size)
+        ratio = None if self.log_ratio is None else self.log_ratio.reshape(-1, m)
+        return SparseTeacher(self.ids.reshape(-1, m), self.logp.reshape(-1, m), self.size, ratio)
 
     @property
     def n_rows(self) -> int:
@@ -43,7 +49,23 @@ class SparseTeacher:
     def select(self, rows: Tensor) -> SparseTeacher:
         """The positions `rows` (n,) of the flattened rows."""
         flat = self.flat()
-        return SparseTeacher(flat.ids.index_select(0, rows), flat.logp.index_select(0, rows), self.size)
+        ratio = None if flat.log_ratio is None else flat.log_ratio.index_select(0, rows)
+        return SparseTeacher(flat.ids.index_select(0, rows), flat.logp.index_select(0, rows), self.size, ratio)
+
+    def kl_correction(self, ids: Tensor | None = None, renormalise: bool = False) -> Tensor | None:
+        """(N,) Σ_slots π̂ (log p − log p̂): what turns a KL's teacher term Σ π̂ log π̂ into Σ π̂ log π, π̂ = p̂
+        on the ids where `ids` (V_T,) is true (all when None), renormalised there with `renormalise`
+        (the mass there estimated by p̂'s, so log π − log π̂ = log p − log p̂ still). ≤ 0 in
+        expectation; 0 when nothing was drawn; None for a cache without the drawn ids' log p."""
+        if self.log_ratio is None:
+            return None
+        flat = self.flat()
+        p = flat.logp.float().softmax(-1).nan_to_num_(0.0)  # p̂, float16 rounding removed
+        if ids is not None:
+            p = p * ids[flat.ids]
+            if renormalise:
+                p = p / p.sum(-1, keepdim=True).clamp_min(torch.finfo(p.dtype).tiny)
+        return (p * flat.log_ratio.float()).sum(-1)
 
     def dense(self) -> Tensor:
         """(N, V_T) log p̂, −inf where nothing is stored. amax, so an empty slot never hides a value."""
