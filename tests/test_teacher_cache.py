@@ -139,8 +139,8 @@ def _value_and_gradient(plan, teacher_logits, batch: dict, name: str, z: torch.T
 def test_every_loss_reads_a_sparse_cache_without_nan(assets, sparse_cache, loss: str, aggregation: str) -> None:
     """−inf teacher logits where nothing is stored: 0·log 0 = 0 in values and gradients; P-KL's few
     columns (topk 8) leave rows with no stored id among them. The sparse read (`SparseTeacher`) gives
-    the loss of its densified (B, T, V_T) log p̂, once its value correction (the drawn ids' own log p)
-    is left out; the correction moves the value, never the gradient."""
+    the loss of its densified (B, T, V_T) log p̂ once the drawn ids' own log p is left out; with it, the
+    value is corrected (no gradient) and P-KL ranks its columns by log p instead of log p̂."""
     spec = llama(assets) if loss == "kd" else qwen(assets, loss)
     spec = cached(spec, sparse_cache / spec["name"])
     config = run_config(assets, sparse_cache / "run", [spec], limit=12, max_length=32, topk=8, aggregation=aggregation)
@@ -158,9 +158,11 @@ def test_every_loss_reads_a_sparse_cache_without_nan(assets, sparse_cache, loss:
     value, grad = _value_and_gradient(plan, sparse, batch, plan.name, z)
     assert torch.isfinite(value) and value != 0 and torch.isfinite(grad).all() and grad.abs().sum() > 0
     dense_value, dense_grad = _value_and_gradient(plan, dense, batch, plan.name, z)
-    plain, _ = _value_and_gradient(plan, dataclasses.replace(sparse, log_ratio=None), batch, plan.name, z)
+    plain, plain_grad = _value_and_gradient(plan, dataclasses.replace(sparse, log_ratio=None), batch, plan.name, z)
     assert plain == pytest.approx(float(dense_value), rel=1e-6)
-    torch.testing.assert_close(grad, dense_grad, rtol=1e-5, atol=1e-8)
+    torch.testing.assert_close(plain_grad, dense_grad, rtol=1e-5, atol=1e-8)
+    if loss != "p_kl":  # the same columns: the correction is value-only
+        torch.testing.assert_close(grad, dense_grad, rtol=1e-5, atol=1e-8)
     if loss != "uld":  # a KL term: the drawn ids' lumpy p̂ is corrected (ULD has none)
         assert float(value) != pytest.approx(float(plain), rel=1e-4)
     else:
@@ -331,3 +333,17 @@ def test_a_cached_teacher_trains_beside_a_live_one_with_its_model_gone(assets, t
     curve = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(curve) == 6 and all(r["kd/qwen"] == r["kd/qwen"] and r["kd/llama"] == r["kd/llama"] for r in curve)
     assert curve[-1]["ce"] < curve[0]["ce"] and summary.steps == 6
+
+
+def test_p_kl_ranks_a_cached_teachers_columns_by_log_p_not_by_the_drawn_ids_mass() -> None:
+    """A drawn id's log p̂ = log(r·count/S) holds the mass of many ids: ranked by it, it would outrank
+    a top-K id that is likelier, and cached P-KL would compare other columns than live P-KL."""
+    logp = torch.log_softmax(torch.tensor([[4.0, 3.0, 2.0, 1.0] + [0.0] * 60]), -1)  # a long flat tail
+    following = torch.tensor([-1])
+    signal = sparse_signal(logp, following, 3, 4, torch.Generator().manual_seed(0))
+    ids, stored, ratio = slots(signal, following, 4)
+    teacher = SparseTeacher(ids, stored, 64, ratio)
+    drawn = signal["sample_ids"][0, signal["sample_counts"][0] > 0]
+    assert bool((dataclasses.replace(teacher, log_ratio=None).column_max()[drawn] > logp[0, 2]).any())
+    torch.testing.assert_close(teacher.column_max()[drawn], logp[0, drawn])  # each its own log p
+    assert torch.equal(teacher.column_max().topk(3).indices.sort().values, torch.tensor([0, 1, 2]))

@@ -82,9 +82,12 @@ class SparseTeacher:
         return out.scatter_reduce_(1, torch.where(hit, slot, k), flat.logp, "amax")[:, :k]
 
     def column_max(self, valid: Tensor | None = None) -> Tensor:
-        """(V_T,) max log p̂ over the `valid` (N,) positions (all when None), −inf on ids never stored."""
+        """(V_T,) max log p over the `valid` (N,) positions (all when None), −inf on ids never stored: a
+        drawn id's own log p, not its log p̂ (which holds the mass of many ids and would outrank ids that
+        are likelier; P-KL picks its columns by this, as a live teacher's by its logits)."""
         flat = self.flat()
-        logp = flat.logp if valid is None else flat.logp.masked_fill(~valid.reshape(-1, 1), -torch.inf)
+        logp = flat.logp if flat.log_ratio is None else flat.logp + flat.log_ratio
+        logp = logp if valid is None else logp.masked_fill(~valid.reshape(-1, 1), -torch.inf)
         out = torch.full((self.size,), -torch.inf, dtype=logp.dtype, device=logp.device)
         return out.scatter_reduce_(0, flat.ids.reshape(-1), logp.reshape(-1), "amax")
 
