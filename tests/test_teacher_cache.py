@@ -209,6 +209,32 @@ def test_a_cached_kl_value_is_unbiased_with_the_drawn_ids_own_log_p() -> None:
     assert abs(float(found["corrected"].mean()) - live) < abs(float(found["plain"].mean()) - live) / 4
 
 
+def test_p_kl_on_columns_picked_from_the_stored_ids_reads_their_own_p() -> None:
+    """P-KL's top-k columns come from the ids stored, so p̂ would put the drawn ids' whole tail mass on
+    them: a near-flat teacher would look peaked there (about 2 nats of KL against a near-flat student
+    where live P-KL reads about 0.01). Each stored id's own p, and the unstored mass spread evenly over
+    the columns not stored, read the live value within 0.01; for a peakier teacher (whose live top-k
+    columns differ from the stored ids) at least twice as close as p̂."""
+    from xtoken_align.distill.losses.projected import PKLLoss
+    from xtoken_align.distill.sparse_w import ProjectionW
+
+    size = 4000
+    w = ProjectionW(torch.arange(size + 1), torch.arange(size), torch.ones(size), (size, size))  # identity
+    chunks = torch.arange(6).unsqueeze(0)
+    pkl = PKLLoss(w, topk=1000)  # fewer than W reaches: columns picked, all of the ~120 stored ids
+    pkl_value = lambda z, t: pkl(z.unsqueeze(0), t if isinstance(t, SparseTeacher) else t.unsqueeze(0), chunks, chunks)  # noqa: E731
+    g = torch.Generator().manual_seed(3)
+    for spread in (0.1, 1.5):
+        logp = torch.log_softmax(torch.randn(6, size, generator=g) * spread, -1)
+        q = torch.randn(6, size, generator=g) * 0.1
+        found, live = _kl_values(logp, q, pkl_value, 10, 8, 12)
+        error, biased = abs(float(found["corrected"].mean()) - live), abs(float(found["plain"].mean()) - live)
+        assert error < biased / 2, spread
+        assert bool((found["corrected"] >= 0).all())  # a KL
+        if spread == 0.1:  # flat: live and cached compare different columns, with the same flat values
+            assert error < 0.01 and biased > 1.0
+
+
 def test_the_sampled_tail_is_unbiased_and_the_rebuilt_distribution_sums_to_one() -> None:
     logp = torch.log_softmax(torch.randn(3, 50, generator=torch.Generator().manual_seed(1)) * 2, -1)
     following = torch.tensor([4, 7, -1])

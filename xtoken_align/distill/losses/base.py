@@ -96,11 +96,6 @@ class ChunkLoss(TeacherLoss):
     """Shared frame: flatten, cut the padded columns, build the chunk layout, reduce per-chunk losses,
     scale by τ²."""
 
-    # Whether the value holds a KL teacher term Σ a log a, and a renormalised one (P-KL): from a cache it
-    # is then corrected by `kl_correction` to use the drawn ids' own log p
-    kl_value: ClassVar[bool] = False
-    kl_renormalised: ClassVar[bool] = False
-
     def __init__(
         self,
         aggregation: str = "mean",
@@ -198,15 +193,17 @@ class ChunkLoss(TeacherLoss):
         return chunked_head_sum(group_loss, student, groups, list(self.parameters())), stats, context
 
     def kl_correction(self, teacher, layout: ChunkLayout, context: object) -> Tensor | float:
-        """Σ over the valid chunks of a cache's per-position Σ π̂ (log p − log p̂) on the ids the KL term
-        reads (`kl_ids`; sparse_teacher.py), averaged over a chunk's teacher positions (`mean`) or its
-        first position's (`first`, `chain`). p̂'s drawn ids make Σ π̂ log π̂ too high (p̂ is lumpier than
-        p); with it the value is the live value's estimate, which the dynamic CE/KD scale reads. Exact in
-        expectation for one-position chunks, approximate for longer ones; no gradient. 0 for a live
-        teacher, a loss without a KL term, at τ ≠ 1 (p̂^{1/τ}) and for a cache without drawn ids."""
-        if not (self.kl_value and isinstance(teacher, SparseTeacher) and self.tau == 1.0):
+        """Σ over the valid chunks of a cache's per-position Σ π̂ (log p − log p̂) on the ids where the
+        value holds a KL teacher term Σ π̂ log π̂ (`kl_ids`; sparse_teacher.py), averaged over a chunk's
+        teacher positions (`mean`) or its first position's (`first`, `chain`). p̂'s drawn ids make
+        Σ π̂ log π̂ too high (p̂ is lumpier than p); with it the value is the live value's estimate, which
+        the dynamic CE/KD scale reads. Exact in expectation for one-position chunks, approximate for
+        longer ones; no gradient. 0 for a live teacher, a loss without such a term, at τ ≠ 1 (p̂^{1/τ})
+        and for a cache without drawn ids."""
+        if not (isinstance(teacher, SparseTeacher) and self.tau == 1.0):
             return 0.0
-        found = teacher.kl_correction(self.kl_ids(context, teacher.size, teacher.device), self.kl_renormalised)
+        ids = self.kl_ids(context, teacher.size, teacher.device)
+        found = None if ids is None else teacher.kl_correction(ids)
         if found is None:
             return 0.0
         side = layout.teacher
@@ -214,7 +211,8 @@ class ChunkLoss(TeacherLoss):
         return (per_chunk / side.count if self.aggregation == "mean" else per_chunk).sum()
 
     def kl_ids(self, context: object, size: int, device: torch.device) -> Tensor | None:
-        """(V_T,) bool: the teacher ids the KL term sums over (None: all)."""
+        """(V_T,) bool: the teacher ids over which the value holds a KL teacher term Σ π̂ log π̂ of a
+        cache's p̂; None: no such term (the default)."""
         return None
 
     def batch_context(self, teacher_column_max: Callable[[], Tensor]) -> object:

@@ -41,13 +41,11 @@ class HybridLoss(ChunkLoss):
         self.register_buffer("common_teacher", common_teacher.long(), persistent=False)
         self.tail = int(tail)
 
-    @property
-    def kl_value(self) -> bool:
-        """The common-set KL term holds the teacher's Σ a log a (none for ULD, whose C is empty)."""
-        return len(self.common_student) > 0
-
-    def kl_ids(self, context, size: int, device: torch.device) -> Tensor:
-        """C's teacher ids: a = q_T on C, not renormalised."""
+    def kl_ids(self, context, size: int, device: torch.device) -> Tensor | None:
+        """C's teacher ids: the common-set term's Σ a log a, a = q_T on C, not renormalised (none for
+        ULD, whose C is empty)."""
+        if not len(self.common_teacher):
+            return None
         return torch.zeros(size, dtype=torch.bool, device=device).index_fill_(0, self.common_teacher.to(device), True)
 
     def chunk_losses(self, z_s, z_t, layout, labels, teacher_labels, context):

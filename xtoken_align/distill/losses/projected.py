@@ -36,7 +36,6 @@ class PKLLoss(ChunkLoss):
     name = "p_kl"
     needs_projection = True
     learns_w = True
-    kl_value = kl_renormalised = True
 
     def __init__(
         self,
@@ -74,9 +73,9 @@ class PKLLoss(ChunkLoss):
         return context  # the formula reads the teacher only on its columns
 
     def kl_ids(self, context: Tensor | None, size: int, device: torch.device) -> Tensor | None:
-        if context is None:
-            return None
-        return torch.zeros(size, dtype=torch.bool, device=device).index_fill_(0, context.to(device), True)
+        """Every id when it compares them all (p̂ then); none on its columns, where a cached teacher
+        gives each stored id its own p (SparseTeacher.columns)."""
+        return torch.ones(size, dtype=torch.bool, device=device) if context is None else None
 
     def chunk_losses(self, z_s, z_t, layout, labels, teacher_labels, context):
         student, teacher, columns = layout.student, layout.teacher, context

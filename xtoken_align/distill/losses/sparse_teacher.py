@@ -12,6 +12,7 @@ rows (H-KL, GOLD, ULD, KD) get them densified one row group at a time. Since Σ 
 softmax of the densified rows is p̂ itself. p̂ is lumpier than p (a drawn id holds the mass of many), so
 a KL's teacher term Σ p̂ log p̂ is too high; `log_ratio` = log p − log p̂ per slot (0 but on drawn ids)
 turns it into the unbiased Σ p̂ log p (`kl_correction`), which the losses add to their values (base.py).
+Columns picked from the stored ids get each stored id's own p instead (`columns`).
 Left out: reading the cache (cache/reader.py).
 """
 
@@ -52,19 +53,16 @@ class SparseTeacher:
         ratio = None if flat.log_ratio is None else flat.log_ratio.index_select(0, rows)
         return SparseTeacher(flat.ids.index_select(0, rows), flat.logp.index_select(0, rows), self.size, ratio)
 
-    def kl_correction(self, ids: Tensor | None = None, renormalise: bool = False) -> Tensor | None:
-        """(N,) Σ_slots π̂ (log p − log p̂): what turns a KL's teacher term Σ π̂ log π̂ into Σ π̂ log π, π̂ = p̂
-        on the ids where `ids` (V_T,) is true (all when None), renormalised there with `renormalise`
-        (the mass there estimated by p̂'s, so log π − log π̂ = log p − log p̂ still). ≤ 0 in
-        expectation; 0 when nothing was drawn; None for a cache without the drawn ids' log p."""
+    def kl_correction(self, ids: Tensor | None = None) -> Tensor | None:
+        """(N,) Σ_slots π̂ (log p − log p̂), π̂ = p̂ on the ids where `ids` (V_T,) is true (all when None):
+        what turns a KL's teacher term Σ π̂ log π̂ into Σ π̂ log p, the live term's unbiased estimate for
+        ids fixed in advance. ≤ 0 in expectation; 0 when nothing was drawn; None for a cache without
+        the drawn ids' log p."""
         if self.log_ratio is None:
             return None
         flat = self.flat()
         p = flat.logp.float().softmax(-1).nan_to_num_(0.0)  # p̂, float16 rounding removed
-        if ids is not None:
-            p = p * ids[flat.ids]
-            if renormalise:
-                p = p / p.sum(-1, keepdim=True).clamp_min(torch.finfo(p.dtype).tiny)
+        p = p if ids is None else p * ids[flat.ids]
         return (p * flat.log_ratio.float()).sum(-1)
 
     def dense(self) -> Tensor:
@@ -74,12 +72,25 @@ class SparseTeacher:
         return out.scatter_reduce_(1, flat.ids, flat.logp, "amax")
 
     def columns(self, columns: Tensor) -> Tensor:
-        """(N, k) log p̂ on `columns` (k,) sorted teacher ids, −inf where nothing is stored."""
+        """(N, k) the teacher's log-values on `columns` (k,) sorted teacher ids, for a loss that compares
+        only those (P-KL's top-k), picked from the ids stored. There p̂ would be biased: a drawn id is on
+        the columns because it was drawn, and its p̂ holds the mass of many ids, most of them elsewhere
+        (a flat teacher: p̂ ≈ 1 on the columns, p ≈ 0.05). So each stored id gets its own log p, and
+        each column not stored at a position the mass the position left unstored, spread evenly over
+        the ids it did not store (exact for a flat tail). Without the drawn ids' log p: log p̂, −inf
+        where nothing is stored."""
         flat, k = self.flat(), len(columns)
         slot = torch.searchsorted(columns, flat.ids).clamp_max_(max(k - 1, 0))
         hit = columns.index_select(0, slot.reshape(-1)).reshape(slot.shape) == flat.ids if k else slot < 0
-        out = torch.full((flat.n_rows, k + 1), -torch.inf, dtype=flat.logp.dtype, device=flat.logp.device)
-        return out.scatter_reduce_(1, torch.where(hit, slot, k), flat.logp, "amax")[:, :k]
+        own = flat.logp if flat.log_ratio is None else flat.logp.float() + flat.log_ratio.float()
+        out = torch.full((flat.n_rows, k + 1), -torch.inf, dtype=own.dtype, device=own.device)
+        out = out.scatter_reduce_(1, torch.where(hit, slot, k), own, "amax")[:, :k]
+        if flat.log_ratio is None:
+            return out
+        stored = torch.isfinite(flat.logp)
+        left = (1.0 - own.exp().sum(-1)).clamp_min(0.0) / (self.size - stored.sum(-1)).clamp_min(1)  # (N,)
+        fill = left.clamp_min(torch.finfo(left.dtype).tiny).log()[:, None]
+        return torch.where(torch.isfinite(out), out, fill).to(flat.logp.dtype)
 
     def column_max(self, valid: Tensor | None = None) -> Tensor:
         """(V_T,) max log p over the `valid` (N,) positions (all when None), −inf on ids never stored: a
