@@ -146,6 +146,25 @@ def test_cross_entropy_in_chunks(chunk):
     assert torch.count_nonzero(torch.autograd.grad(nothing, w_s)[0]) == 0
 
 
+def test_cross_entropy_in_chunks_of_labels_too_unlikely_for_a_float32_log():
+    """The chunked CE's closed form reads −log p from the softmax; a label whose p underflows float32
+    (logit 200 below the row's best) must give the logit path's value and gradient, not inf."""
+    g = torch.Generator().manual_seed(11)
+    h_s = torch.randn(6, HIDDEN, generator=g).requires_grad_()
+    w_s = torch.randn(V_S, HIDDEN, generator=g).requires_grad_()
+    b_s = torch.zeros(V_S)
+    b_s[0] = -200.0  # e^-200 underflows float32: id 0's p is 0
+    b_s.requires_grad_()
+    labels = torch.tensor([0, 1, 0, 2, 0, 3])
+    want = cross_entropy(logits(h_s, w_s, b_s), labels)
+    got = cross_entropy(OutputHead(h_s, w_s, b_s, 4), labels)
+    assert torch.isfinite(got) and float(got.detach()) > 90.0  # the three far-below labels dominate
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+    inputs = (h_s, w_s, b_s)
+    for a, b in zip(torch.autograd.grad(got, inputs), torch.autograd.grad(want, inputs), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_nothing_valid_gives_zero_with_a_graph(projection):
     (h_s, w_s, b_s), (h_t, w_t) = heads()
     module = PKLLoss(ProjectionW.from_projection(projection).double(), topk=TOPK)

@@ -16,10 +16,18 @@ from xtoken_align.distill.losses import (
 
 
 def test_cross_entropy_ignores_minus_100(batch):
+    """Value and gradient (closed form: softmax − one-hot, 0 on unlabelled rows) equal torch's."""
     student, _, _, _, labels, _ = batch
+    student = student.detach().double().requires_grad_()
     kept = labels.reshape(-1) != -100
+    assert 0 < int(kept.sum()) < kept.numel()
     want = torch.nn.functional.cross_entropy(student.reshape(-1, V_S)[kept], labels.reshape(-1)[kept])
-    torch.testing.assert_close(cross_entropy(student, labels), want)
+    got = cross_entropy(student, labels)
+    torch.testing.assert_close(got, want)
+    (want_grad,) = torch.autograd.grad(want, student)
+    (got_grad,) = torch.autograd.grad(got, student)
+    torch.testing.assert_close(got_grad, want_grad)
+    assert torch.count_nonzero(got_grad.reshape(-1, V_S)[~kept]) == 0
     nothing = cross_entropy(student, torch.full_like(labels, -100))
     assert float(nothing.detach()) == 0.0
     nothing.backward()

@@ -127,10 +127,15 @@ def position_groups(keep: Tensor, limit: int) -> list[Group]:
 
 
 def chunked_head_sum(
-    loss_of: Callable[[Tensor, int], Tensor], head: OutputHead, groups: Sequence[Group], params: Sequence[Tensor] = ()
+    loss_of: Callable[[Tensor, int], Tensor | tuple[Tensor, Tensor]],
+    head: OutputHead,
+    groups: Sequence[Group],
+    params: Sequence[Tensor] = (),
 ) -> Tensor:
     """Σ_g loss_of(logits of group g's student rows, g) as a scalar whose gradient reaches head.hidden,
-    head.weight, head.bias and `params` (tensors loss_of uses that require grad), computed group by group."""
+    head.weight, head.bias and `params` (tensors loss_of uses that require grad), computed group by group.
+    A loss that knows its gradient in closed form returns (value, ∂value/∂logits) instead of the value:
+    no autograd graph over the (n, V') logits then (CE: softmax − one-hot)."""
     params = [p for p in params if p.requires_grad]
     return _ChunkedHead.apply(loss_of, groups, len(params), head.rows, head.weight, head.bias, *params)
 
@@ -171,11 +176,16 @@ def _group_step(loss_of, number: int, group: Group, hidden, w, b, grad_h, grads,
     h = hidden.detach().index_select(0, group.student).to(cast)  # (n, H)
     with torch.enable_grad():
         z = nn.functional.linear(h, w, b).requires_grad_(grad_h is not None or any(x is not None for x in grads))
-        value = loss_of(z, number)  # scalar
-    if not value.requires_grad:
-        return value.detach()
-    grad_z, *grad_params = torch.autograd.grad(value, [z, *params], allow_unused=True)
-    del z  # (n, V'): only its gradient is needed from here
+        found = loss_of(z, number)  # scalar, or (scalar, ∂/∂z) in closed form
+    if isinstance(found, tuple):
+        value, grad_z = found
+        grad_params = [None] * len(params)
+    elif not found.requires_grad:
+        return found.detach()
+    else:
+        value = found
+        grad_z, *grad_params = torch.autograd.grad(value, [z, *params], allow_unused=True)
+    del z, found  # (n, V'): only its gradient is needed from here
     if grad_z is not None:
         with torch.autocast(device, enabled=False):
             grad_z = grad_z.to(cast)

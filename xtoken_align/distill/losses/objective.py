@@ -6,7 +6,7 @@ several teachers are weighted (teachers.teacher_weights).
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from xtoken_align.distill.aggregate import IGNORE_INDEX, compute_dtype
 from xtoken_align.distill.losses.base import zero_loss
@@ -24,14 +24,46 @@ def cross_entropy(student: Tensor | OutputHead, labels: Tensor) -> Tensor:
         return head_zero(student) if isinstance(student, OutputHead) else zero_loss(student)
     if isinstance(student, OutputHead):
         groups = position_groups(keep, student.chunk_positions)
-        total = chunked_head_sum(lambda z, number: _ce_sum(z, labels[groups[number].student]), student, groups)
+        total = chunked_head_sum(lambda z, number: ce_sum_and_grad(z, labels[groups[number].student]), student, groups)
         return total / int(keep.sum())
-    return _ce_sum(student.reshape(-1, student.shape[-1]), labels) / int(keep.sum())
+    return _CrossEntropySum.apply(student.reshape(-1, student.shape[-1]), labels) / int(keep.sum())
 
 
-def _ce_sum(z: Tensor, labels: Tensor) -> Tensor:
-    """Σ over rows with a label of −log softmax(z)[label]; z (n, V')."""
-    return nn.functional.cross_entropy(z.to(compute_dtype(z)), labels, ignore_index=IGNORE_INDEX, reduction="sum")
+@torch.no_grad()
+def ce_sum_and_grad(z: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Σ over rows with a label (≠ -100) of −log softmax(z)[label], z (n, V'), and its gradient
+    softmax(z) − one-hot(label) (0 on rows without one), in the compute dtype, in closed form from one
+    softmax: a third of the time of autograd's log-softmax and NLL backward, and one (n, V') tensor
+    where they make three. A label whose p underflows reads its term from z instead of log p."""
+    z = z.detach().to(compute_dtype(z))
+    keep = labels != IGNORE_INDEX
+    rows, picked_ids = torch.nonzero(keep).squeeze(1), labels[keep]
+    grad = torch.softmax(z, -1)
+    picked = grad[rows, picked_ids]
+    terms = -picked.log()
+    tiny = picked < torch.finfo(z.dtype).tiny ** 0.5  # the log of so small a p loses digits or is inf
+    if bool(tiny.any()):
+        terms[tiny] = torch.logsumexp(z[rows[tiny]], -1) - z[rows[tiny], picked_ids[tiny]]
+    grad[rows, picked_ids] -= 1.0
+    if not bool(keep.all()):
+        grad[~keep] = 0.0
+    return terms.sum(), grad
+
+
+class _CrossEntropySum(torch.autograd.Function):
+    """`ce_sum_and_grad` on logits that carry a graph: the value forward, the saved gradient scaled back."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor, labels: Tensor) -> Tensor:
+        value, grad = ce_sum_and_grad(z, labels)
+        ctx.save_for_backward(grad)
+        ctx.dtype = z.dtype
+        return value
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        (grad,) = ctx.saved_tensors
+        return (grad * g).to(ctx.dtype), None
 
 
 def kd_scale(
