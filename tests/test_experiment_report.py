@@ -7,7 +7,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "numerals"))
 
-from report import before_after, reading, summarise  # noqa: E402
+from readings import reading  # noqa: E402
+from report import before_after, summarise  # noqa: E402
 
 
 def runs(values: dict[str, list[float]]) -> dict:
@@ -76,7 +77,7 @@ DEGRADED = [0.115, 0.120, 0.125]  # P-KL with Qwen3: far below CE only (0.21 ± 
 
 
 def test_controls_name_the_cause_the_numbers_support():
-    from report import controls_reading
+    from readings import controls_reading
 
     summary = summarise(
         control_runs(
@@ -102,7 +103,7 @@ def test_controls_name_the_cause_the_numbers_support():
 
 
 def test_controls_rule_the_teacher_out_when_the_oracle_degrades_as_much():
-    from report import controls_reading
+    from readings import controls_reading
 
     same = (DEGRADED, 0.0)
     summary = summarise(
@@ -126,7 +127,7 @@ def test_controls_rule_the_teacher_out_when_the_oracle_degrades_as_much():
 
 
 def test_controls_name_nothing_without_a_degradation_or_with_one_seed():
-    from report import controls_reading
+    from readings import controls_reading
 
     level = ([0.205, 0.210, 0.215], 0.0)
     summary = summarise(control_runs({"ce": level, "p_kl-qwen3": level, "p_kl-qwen3@chain": level}))
