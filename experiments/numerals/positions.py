@@ -1,7 +1,7 @@
 """Where in the text the student's predictions go wrong: per-token accuracy and CE of next-token
 predictions whose target lies inside a multi-digit number, is the first token right after one, or
 neither (issue 17: does the Qwen3 teacher's damage sit at numeral positions or everywhere?).
-Left out: the study's other metrics (run.py `evaluate`, xtoken_align.distill.evaluate)."""
+Left out: the study's other metrics (evaluation.py, xtoken_align.distill.evaluate)."""
 
 from __future__ import annotations
 

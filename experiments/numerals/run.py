@@ -16,20 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import random
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-TRAIN = ROOT / "experiments" / "data" / "gsm8k" / "train.jsonl"  # GSM8K train, MIT (LICENSE beside it)
 sys.path.insert(0, str(HERE))
-TEST = ROOT / "xtoken_align" / "data" / "gsm8k" / "test.jsonl"
 if (ROOT.parent / "shared" / "tokenizers").is_dir():  # else the demo cache that `make` set-up fills
     os.environ.setdefault("XTOKEN_ALIGN_TOKENIZERS", str(ROOT.parent / "shared" / "tokenizers"))
+
+from evaluation import evaluate, training_signs  # noqa: E402  the study's own modules, next to this file
+from study_data import study_texts, write_data  # noqa: E402
 
 # One set of hyperparameters for every method; only the scale differs between modes. `large` is for a GPU.
 SMALL_MODELS = dict(student=dict(hidden=64, layers=2, heads=4), teacher=dict(hidden=128, layers=2, heads=4))
@@ -100,49 +99,6 @@ def loss_options(name: str) -> dict:
     if name.endswith("-ce"):  # several teachers: α from a softmax of −teacher CE per micro-batch
         return {"teacher_weighting": "ce"}
     return {}
-
-
-# ---- data ------------------------------------------------------------------------------------------
-def arithmetic(n: int, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
-        a, b = rng.randint(10, 9999), rng.randint(10, 999)
-        op = rng.choice("+-")
-        c = a + b if op == "+" else a - b
-        rows.append({"question": f"{a} {op} {b} =", "answer": f"{a} {op} {b} = {c}\n#### {c}"})
-    return rows
-
-
-def write_data(out: Path, s: dict) -> dict[str, Path]:
-    read = lambda p: [json.loads(x) for x in p.read_text().splitlines() if x.strip()]  # noqa: E731
-    gsm_train, gsm_test = read(TRAIN)[: s["gsm_train"]], read(TEST)
-    arith_train = arithmetic(s["arith_train"], seed=1)
-    seen = {r["question"] for r in arith_train}  # held-out problems are never training problems
-    arith_test = [r for r in arithmetic(2 * s["arith_eval"], seed=2) if r["question"] not in seen][: s["arith_eval"]]
-    train = [{"text": r["answer"]} for r in gsm_train] + [
-        {"text": f"{r['question']}\n{r['answer']}"} for r in arith_train
-    ]
-    random.Random(0).shuffle(train)
-    files = {
-        "train": (out / "data" / "train.jsonl", train),
-        "heldout": (out / "data" / "heldout_gsm8k.jsonl", [{"text": r["answer"]} for r in gsm_test[: s["eval_texts"]]]),
-        "arith_heldout": (out / "data" / "heldout_arithmetic.jsonl", arith_test),
-    }
-    for path, rows in files.values():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return {k: v[0] for k, v in files.items()}
-
-
-def study_texts(data: dict) -> list[str]:
-    """Every text a model of the study reads: training, held-out and arithmetic held-out."""
-    from xtoken_align.distill.data import load_texts
-
-    arith = [json.loads(x) for x in data["arith_heldout"].read_text().splitlines()]
-    return (
-        load_texts([data["train"]]) + load_texts([data["heldout"]]) + [f"{r['question']}\n{r['answer']}" for r in arith]
-    )
 
 
 def common_sets(student, teacher, projection) -> dict:
@@ -253,65 +209,8 @@ def latest(out: Path) -> Path:
     return out / "checkpoints" / (out / "checkpoints" / "latest").read_text().strip() / "student"
 
 
-def evaluate(model_dir: Path, vocab, data: dict, s: dict, device) -> dict:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from xtoken_align.distill.data import load_texts
-    from xtoken_align.distill.evaluate import answer_exact_match, next_token_report
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
-    texts = load_texts(data["heldout"])
-    arith = [json.loads(x) for x in data["arith_heldout"].read_text().splitlines()]
-    report = next_token_report(model, vocab, texts, device, s["max_length"])
-    nll = chars = tokens = 0.0
-    bos = vocab.roles().get("bos")
-    with torch.no_grad():
-        for text in texts + [f"{r['question']}\n{r['answer']}" for r in arith]:
-            ids = ([bos] if bos is not None else []) + vocab.tokenizer.encode(text, add_special_tokens=False).ids
-            ids = ids[: s["max_length"]]
-            x = torch.tensor([ids], device=device)
-            nll += float(
-                torch.nn.functional.cross_entropy(model(input_ids=x).logits[0, :-1], x[0, 1:], reduction="sum")
-            )
-            tokens += len(ids) - 1
-            chars += len(vocab.tokenizer.decode(ids[1:] if bos is not None else ids))
-    from positions import position_breakdown  # the study's own module, next to this file
-
-    positions = position_breakdown(model, vocab, texts + [f"{r['question']}\n{r['answer']}" for r in arith], s, device)
-    numeral = [report[g] for g in ("digits:2", "digits:3", "digits:4+") if g in report]
-    n = sum(g["tokens"] for g in numeral)
-    return {
-        "ce_token": nll / tokens,
-        "ppl": math.exp(nll / tokens),
-        "nats_per_char": nll / chars,
-        "multi_acc": sum(g["accuracy"] * g["tokens"] for g in numeral) / max(n, 1),
-        "multi_p_true": sum(g["p_true"] * g["tokens"] for g in numeral) / max(n, 1),
-        "mass@numeral": report.get("multi_digit_mass@numeral", float("nan")),
-        "mass@other": report.get("multi_digit_mass@other", float("nan")),
-        "other_acc": report.get("other", {}).get("accuracy", float("nan")),
-        "arith_em": answer_exact_match(model, vocab, arith, device, max_new_tokens=12)["exact_match"],
-        "next_token": report,
-        **{f"pos_{k}@{where}": g[k] for where, g in positions.items() for k in ("acc", "ce")},
-        "positions": positions,
-    }
-
-
-def training_signs(run_dir: Path) -> dict:
-    """From metrics.jsonl: steps whose KD value was negative (H-KL and GOLD can be), the smallest KD
-    value, the mean dynamic KD scale |ce| / |kd| and (P-KL) the mean teacher mass W cannot reach."""
-    steps = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    unreachable = [v for r in steps for k, v in r.items() if k.startswith("unreachable/")]
-    return {
-        "kd_negative_steps": sum(r["kd"] < 0 for r in steps),
-        "kd_min": min(r["kd"] for r in steps),
-        "kd_scale_mean": sum(r["kd_scale"] for r in steps) / len(steps),
-        "unreachable_mean": sum(unreachable) / len(unreachable) if unreachable else None,
-    }
-
-
 # ---- main --------------------------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="pipeline check: same as --scale quick")
     p.add_argument("--scale", choices=list(SCALES), default="full", help="full: the CPU study; large: for a GPU")
@@ -333,115 +232,148 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is visible to torch")
+    args.mode = "quick" if args.quick else args.scale
+    return args
 
-    from xtoken_align.distill.models import tiny_model
-    from xtoken_align.distill.run_log import quiet_libraries
-    from xtoken_align.formats import save_projection
-    from xtoken_align.projection import build_projection
+
+def tokenizers(texts: list[str], out: Path, full_vocab: bool, results: dict, log) -> dict:
+    """The student's and every teacher's vocabulary: output layers restricted to the tokens of the
+    study's text, every numeral kept (restrict.py), or whole with `full_vocab`."""
     from xtoken_align.restrict import restrict
     from xtoken_align.vocab import load_vocab
 
-    quiet_libraries()  # the study's own log lines, not transformers' loading bars
-    mode = "quick" if args.quick else args.scale
-    s, seeds = SCALES[mode], args.seeds or (1 if mode == "quick" else 3)
-    out, device, t0 = args.out.resolve(), torch.device(args.device), time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    log = lambda msg: print(f"[{time.perf_counter() - t0:7.1f}s] {msg}", flush=True)  # noqa: E731
-    data = write_data(out, s)
-    vocabs, results = {}, {"mode": mode, "teachers": {}, "runs": {}, "vocab": {}}
-    texts = study_texts(data)
+    vocabs = {}
     for name in ("llama3", *TEACHERS):
         full = load_vocab(f"demo:{name}")
-        if args.full_vocab:
+        if full_vocab:
             vocabs[name] = full
             continue
-        # Output layers restricted to the tokens of the study's text, every numeral kept (see restrict.py).
         restriction = restrict(full, texts)
         vocabs[name] = load_vocab(str(restriction.save(out / "tokenizers" / name)))
         results["vocab"][name] = {"full": full.size, "kept": restriction.size, "reasons": restriction.reasons}
         log(f"{name}: output layer {full.size:,} -> {restriction.size:,} tokens")
-    ws, results["common"] = {}, {}
+    return vocabs
+
+
+def projections(vocabs: dict, out: Path, results: dict) -> dict[str, Path]:
+    """W (default rules) from the student to each teacher, saved, and each pair's common sets."""
+    from xtoken_align.formats import save_projection
+    from xtoken_align.projection import build_projection
+
+    ws = {}
     for t in TEACHERS:
         projection = build_projection(vocabs["llama3"], vocabs[t], progress=False)
         ws[t] = save_projection(projection, out / f"W-llama3-{t}.safetensors")
         results["common"][t] = common_sets(vocabs["llama3"], vocabs[t], projection)
-    log("data and W files ready")
+    return ws
 
-    # Teachers: CE-only pre-training, larger and longer than the students.
+
+def pretrain_teachers(vocabs: dict, data: dict, out: Path, s: dict, device, extras: bool, results: dict, log):
+    """Teachers: CE-only pre-training, larger and longer than the students; {name: (weights, init folder)}."""
+    from xtoken_align.distill.models import tiny_model
+
     families = {"qwen3": "qwen3", "o200k": "llama", "llama3": "llama", "llama2": "llama"}
     teachers = {}
     for name, family in families.items():
         init = tiny_model(family, vocabs[name], out / "init" / f"teacher-{name}", seed=7, **s["teacher"])
         null = tiny_model(family, vocabs[name], out / "init" / f"null-{name}", hidden=16, layers=1, heads=2, seed=0)
-        if name == "llama3" and not args.extras:  # the same-tokenizer teacher serves only the extras' rows
+        if name == "llama3" and not extras:  # the same-tokenizer teacher serves only the extras' rows
             continue
         run_dir = out / "teachers" / name
         wall = pretrain(init, null, data, run_dir, s, s["teacher_steps"], seed=0)
-        teachers[name] = latest(run_dir)  # checkpoints hold weights only: the tokenizer comes from `init`
-        results["teachers"][name] = {"wall_s": wall, **evaluate(teachers[name], vocabs[name], data, s, device)}
-        teachers[name] = (teachers[name], init)
+        weights = latest(run_dir)  # checkpoints hold weights only: the tokenizer comes from `init`
+        results["teachers"][name] = {"wall_s": wall, **evaluate(weights, vocabs[name], data, s, device)}
+        teachers[name] = (weights, init)
         log(f"teacher {name}: {results['teachers'][name]['nats_per_char']:.3f} nats/char in {wall:.0f}s")
+    return teachers
+
+
+def seed_methods(seed: int, args: argparse.Namespace, table: dict) -> list[str]:
+    """The rows a seed trains: quick's few; seed 0 every row asked for, later seeds the rows that carry
+    a claim; --headline the headline rows and H-KL with Qwen3 (where a negative H-KL could matter)."""
+    if args.mode == "quick":
+        return QUICK_METHODS
+    if args.headline:
+        return [*HEADLINE, "h_kl-qwen3"]
+    names = list(table) if seed == 0 else HEADLINE + CLAIMS
+    wanted = HEADLINE + CLAIMS + (MULTI if args.multi_teacher else [])
+    return [n for n in names if n in wanted or (args.extras and n not in MULTI)]
+
+
+def student_runs(seed: int, names: list[str], sources: dict, data: dict, out: Path, s: dict, device, results, log):
+    """One seed: the shared CE warm start, then every method in `names` from it. `sources` holds the
+    methods' table and the vocabularies, W files, teachers and caches their teachers come from."""
+    from xtoken_align.distill.models import tiny_model
+
+    vocab, table = sources["vocabs"]["llama3"], sources["table"]
+    student = tiny_model("llama", vocab, out / "init" / f"student-seed{seed}", seed=100 + seed, **s["student"])
+    null = tiny_model("llama", vocab, out / "init" / "null-student", hidden=16, layers=1, heads=2)
+    # The shared initialisation is a CE-warmed student, as the paper distils into a pre-trained model:
+    # numerals it has learnt are what a loss can then push down or keep.
+    warm_dir = out / "students" / f"warm-start-seed{seed}"
+    wall = pretrain(student, null, data, warm_dir, s, s["warmup_steps"], seed=seed)
+    results["runs"][f"warm-start/{seed}"] = row = {
+        "method": "warm-start", "seed": seed, "wall_s": wall, "curve": [],
+        **evaluate(latest(warm_dir), vocab, data, s, device),
+    }  # fmt: skip
+    start = json.loads((warm_dir / "eval.jsonl").read_text().splitlines()[-1])["next_token"]
+    log(f"warm start seed {seed}: ce {row['ce_token']:.3f} multi-acc {row['multi_acc']:.3f} ({wall:.0f}s)")
+    warm = (latest(warm_dir), student)  # weights, and the folder with the tokenizer
+    for name in names:
+        specs = [
+            {"name": f"{t['teacher']}-{i}", **teacher_source(t["teacher"], sources["teachers"], sources["caches"]),
+             "loss": t["loss"], "weight": t.get("weight", 1.0), "learn_w": t.get("learn_w", False),
+             "projection": str(sources["ws"][t["teacher"]]) if t["loss"] in ("p_kl", "h_kl") else None}
+            for i, t in enumerate(table[name])
+        ] or [null_teacher(null)]  # fmt: skip
+        run_dir = out / "students" / f"{name}-seed{seed}"
+        cfg = config(warm, specs, data, run_dir, s, s["student_steps"], seed, ce_only=name == "ce",
+                     options=loss_options(name))  # fmt: skip
+        wall = train(cfg, run_dir)
+        row = {"method": name, "seed": seed, "wall_s": wall, **evaluate(latest(run_dir), vocab, data, s, device)}
+        row |= training_signs(run_dir)
+        evals = [json.loads(x) for x in (run_dir / "eval.jsonl").read_text().splitlines()]
+        evals.insert(0, {"step": 0, "next_token": start})
+        row["curve"] = [[e["step"], e["next_token"].get("multi_digit_mass@numeral")] for e in evals]
+        results["runs"][f"{name}/{seed}"] = row
+        log(f"{name} seed {seed}: ce {row['ce_token']:.3f} multi-acc {row['multi_acc']:.3f} ({wall:.0f}s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    import torch
+
+    from xtoken_align.distill.run_log import quiet_libraries
+
+    quiet_libraries()  # the study's own log lines, not transformers' loading bars
+    s, seeds = SCALES[args.mode], args.seeds or (1 if args.mode == "quick" else 3)
+    out, device, t0 = args.out.resolve(), torch.device(args.device), time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    log = lambda msg: print(f"[{time.perf_counter() - t0:7.1f}s] {msg}", flush=True)  # noqa: E731
+    data = write_data(out, s)
+    results = {"mode": args.mode, "teachers": {}, "runs": {}, "vocab": {}, "common": {}}
+    vocabs = tokenizers(study_texts(data), out, args.full_vocab, results, log)
+    ws = projections(vocabs, out, results)
+    log("data and W files ready")
+    teachers = pretrain_teachers(vocabs, data, out, s, device, args.extras, results, log)
     caches = {} if args.live_teachers else cache_teachers_once(teachers, data, out, s, results, log)
     caches["oracle"] = cache_oracle(vocabs["qwen3"], data, out, s, results, log)  # cached even when live
     ws["oracle"] = ws["qwen3"]
-
-    table = methods()
+    sources = {"table": methods(), "vocabs": vocabs, "ws": ws, "teachers": teachers, "caches": caches}
     for seed in range(seeds):
-        student = tiny_model(
-            "llama", vocabs["llama3"], out / "init" / f"student-seed{seed}", seed=100 + seed, **s["student"]
-        )
-        null = tiny_model("llama", vocabs["llama3"], out / "init" / "null-student", hidden=16, layers=1, heads=2)
-        # The shared initialisation is a CE-warmed student, as the paper distils into a pre-trained model:
-        # numerals it has learnt are what a loss can then push down or keep.
-        warm_dir = out / "students" / f"warm-start-seed{seed}"
-        wall = pretrain(student, null, data, warm_dir, s, s["warmup_steps"], seed=seed)
-        results["runs"][f"warm-start/{seed}"] = row = {
-            "method": "warm-start", "seed": seed, "wall_s": wall, "curve": [],
-            **evaluate(latest(warm_dir), vocabs["llama3"], data, s, device),
-        }  # fmt: skip
-        start = json.loads((warm_dir / "eval.jsonl").read_text().splitlines()[-1])["next_token"]
-        log(f"warm start seed {seed}: ce {row['ce_token']:.3f} multi-acc {row['multi_acc']:.3f} ({wall:.0f}s)")
-        warm = (latest(warm_dir), student)  # weights, and the folder with the tokenizer
-        names = QUICK_METHODS if mode == "quick" else (list(table) if seed == 0 else HEADLINE + CLAIMS)
-        if mode != "quick":  # seed 0: every row asked for; later seeds: the rows that carry a claim
-            wanted = HEADLINE + CLAIMS + (MULTI if args.multi_teacher else [])
-            names = [n for n in names if n in wanted or (args.extras and n not in MULTI)]
-        if args.headline and mode != "quick":  # H-KL with Qwen3 too: the case where a negative H-KL could matter
-            names = [*HEADLINE, "h_kl-qwen3"]
-        for name in names:
-            specs = [
-                {"name": f"{t['teacher']}-{i}", **teacher_source(t["teacher"], teachers, caches), "loss": t["loss"],
-                 "weight": t.get("weight", 1.0), "learn_w": t.get("learn_w", False),
-                 "projection": str(ws[t["teacher"]]) if t["loss"] in ("p_kl", "h_kl") else None}
-                for i, t in enumerate(table[name])
-            ] or [null_teacher(null)]  # fmt: skip
-            run_dir = out / "students" / f"{name}-seed{seed}"
-            cfg = config(warm, specs, data, run_dir, s, s["student_steps"], seed, ce_only=name == "ce",
-                         options=loss_options(name))  # fmt: skip
-            wall = train(cfg, run_dir)
-            row = {
-                "method": name,
-                "seed": seed,
-                "wall_s": wall,
-                **evaluate(latest(run_dir), vocabs["llama3"], data, s, device),
-            }
-            row |= training_signs(run_dir)
-            evals = [json.loads(x) for x in (run_dir / "eval.jsonl").read_text().splitlines()]
-            evals.insert(0, {"step": 0, "next_token": start})
-            row["curve"] = [[e["step"], e["next_token"].get("multi_digit_mass@numeral")] for e in evals]
-            results["runs"][f"{name}/{seed}"] = row
-            log(f"{name} seed {seed}: ce {row['ce_token']:.3f} multi-acc {row['multi_acc']:.3f} ({wall:.0f}s)")
+        names = seed_methods(seed, args, sources["table"])
+        student_runs(seed, names, sources, data, out, s, device, results, log)
     results["wall_s"] = time.perf_counter() - t0
     results["command"] = "python experiments/numerals/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
     results["settings"] = {"scale": s, "lr": LR, "warmup": WARMUP,
                            "topk": TOPK, "tail": TAIL, "seeds": seeds, "device": args.device,
-                           "full_vocab": args.full_vocab, "multi_teacher": args.multi_teacher or mode == "quick",
+                           "full_vocab": args.full_vocab, "multi_teacher": args.multi_teacher or args.mode == "quick",
                            "extras": args.extras,
                            "teachers": "live" if args.live_teachers else CACHE}  # fmt: skip
     from report import write_report  # the study's own helper, next to this file
 
     before = HERE / "results-before-issue12.json"  # the published run before the loss fixes (issue 12)
-    before = json.loads(before.read_text()) if before.is_file() and mode == "full" else None
+    before = json.loads(before.read_text()) if before.is_file() and args.mode == "full" else None
     write_report(results, out, before)
     if out == (HERE / "output").resolve():  # the default run also publishes its results beside this script
         write_report(results, HERE, before)
