@@ -32,9 +32,11 @@ def main() -> None:
     import torch
 
     from xtoken_align.distill.models import tiny_model
+    from xtoken_align.distill.run_log import quiet_libraries
     from xtoken_align.restrict import restrict
     from xtoken_align.vocab import load_vocab
 
+    quiet_libraries()  # the bench's own lines, not transformers' loading and saving bars
     lines = (ROOT / "experiments" / "data" / "gsm8k" / "train.jsonl").read_text().splitlines()[: args.texts]
     texts = [json.loads(line)["answer"] for line in lines]
     full = load_vocab("demo:llama3")

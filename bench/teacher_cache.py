@@ -205,6 +205,9 @@ def main() -> None:
     if "XTOKEN_ALIGN_TOKENIZERS" not in os.environ and shared.is_dir():
         os.environ["XTOKEN_ALIGN_TOKENIZERS"] = str(shared)
     torch.manual_seed(0)
+    from xtoken_align.distill.run_log import quiet_libraries
+
+    quiet_libraries()  # the bench's own lines, not transformers' loading and saving bars
     from transformers import AutoModelForCausalLM
 
     from xtoken_align.corpus import default_corpus
