@@ -169,14 +169,34 @@ class _ChunkedHead(torch.autograd.Function):
         return None, None, None, *scaled
 
 
+_BUFFERS: dict[tuple, Tensor] = {}
+
+
+def logits_buffer(rows: int, width: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(rows, width) memory for one group's logits, reused across groups, losses and steps on the CPU:
+    a fresh tensor that large costs its page faults each time (the allocator hands blocks over 32 MB
+    back to the system), as long as the matmul that fills it. Elsewhere (CUDA's allocator caches
+    blocks itself) a fresh tensor. Its contents are the caller's until the next call."""
+    if device.type != "cpu":
+        return torch.empty(rows, width, dtype=dtype, device=device)
+    key = (width, dtype)
+    buffer = _BUFFERS.get(key)
+    if buffer is None or buffer.shape[0] < rows:
+        _BUFFERS.clear()  # one buffer at a time: the largest group's
+        buffer = _BUFFERS[key] = torch.empty(rows, width, dtype=dtype)
+    return buffer[:rows]
+
+
 def _group_step(loss_of, number: int, group: Group, hidden, w, b, grad_h, grads, params) -> Tensor:
     """One group of `_ChunkedHead.forward`: its loss (detached), its gradients added to grad_h (its rows)
     and grads (W, b, params; None where not wanted). A function so that its (n, V') tensors die with it."""
     device, cast = hidden.device.type, w.dtype
     h = hidden.detach().index_select(0, group.student).to(cast)  # (n, H)
+    out = logits_buffer(len(h), w.shape[0], cast, hidden.device)
+    z = torch.mm(h, w.T, out=out) if b is None else torch.addmm(b, h, w.T, out=out)  # = linear(h, w, b)
     with torch.enable_grad():
-        z = nn.functional.linear(h, w, b).requires_grad_(grad_h is not None or any(x is not None for x in grads))
-        found = loss_of(z, number)  # scalar, or (scalar, ∂/∂z) in closed form
+        z.requires_grad_(grad_h is not None or any(x is not None for x in grads))
+        found = loss_of(z, number)  # scalar, or (scalar, ∂/∂z) in closed form, which may overwrite z
     if isinstance(found, tuple):
         value, grad_z = found
         grad_params = [None] * len(params)
